@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Moments-in-Time official CSVs -> pyslowfast_annotations/{train,val,test}.csv + classnames.json.
+
+    python datasets/prepare_mit.py --train trainingSet.csv --val validationSet.csv
+        --categories moments_categories.txt --out datasets/moments_in_time
+        [--train-dir training] [--val-dir validation] [--video-root .../videos_320p]
+
+Official rows: filename,label,agree,disagree; categories: name,index. Paths become
+{train-dir}/{filename} and {val-dir}/{filename}, the official folders (use "" to drop
+them). test.csv copies val.csv (MiT test labels are not public).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from multitrain.data.prepare import AnnotationError, convert_mit, save_prepared  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", required=True, help="trainingSet.csv")
+    p.add_argument("--val", required=True, help="validationSet.csv")
+    p.add_argument("--categories", required=True, help="moments_categories.txt")
+    p.add_argument("--out", required=True, help="dataset folder to write into")
+    p.add_argument("--train-dir", default="training", help="folder prefix of training videos")
+    p.add_argument("--val-dir", default="validation", help="folder prefix of validation videos")
+    p.add_argument("--video-root", default="", help="drop lines whose video is missing here")
+    args = p.parse_args(argv)
+    try:
+        prepared = convert_mit(args.train, args.val, args.categories, args.train_dir, args.val_dir)
+    except (AnnotationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(save_prepared(prepared, args.out, args.video_root or None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
