@@ -1,0 +1,1 @@
+"""Reading a trained model: the class relations its projection layers learned."""

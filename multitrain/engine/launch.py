@@ -1,0 +1,85 @@
+"""What `tools/run_net.py` runs: write the config, start the processes, train, then test."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from typing import Dict
+
+import numpy as np
+import torch
+
+from ..utils.logging import setup_logging
+from . import distributed as du
+
+logger = logging.getLogger(__name__)
+
+
+def run(cfg, init_method=None) -> int:
+    """Start the job (spawned, torchrun or SLURM) and return the exit status."""
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if cfg.SHARD_ID == 0 and not os.environ.get("RANK", "0").strip("0"):
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+    du.launch(main_worker, cfg, init_method=init_method,
+              num_shards=cfg.NUM_SHARDS, shard_id=cfg.SHARD_ID)
+    return 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main_worker(cfg) -> Dict[str, Dict[str, float]]:
+    """One process of the job (distributed already initialised when world size > 1)."""
+    rank = du.get_rank()
+    setup_logging(cfg.OUTPUT_DIR, rank)
+    seed_everything(cfg.RNG_SEED + rank)
+    if cfg.NUM_GPUS == 0:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, du.get_local_world_size())))
+    logger.info("command line: %s", " ".join(sys.argv))
+    results: Dict[str, Dict[str, float]] = {}
+    if cfg.TRAIN.ENABLE:
+        from .trainer import Trainer
+
+        trainer = Trainer(cfg)
+        if cfg.LOG_MODEL_INFO and rank == 0:
+            from ..models.model_info import log_model_info
+
+            log_model_info(trainer.model, cfg)
+        trainer.resume_or_init()
+        results["val"] = trainer.train()
+        if trainer.stop_requested:
+            return results
+    if cfg.TEST.ENABLE:
+        results["test"] = run_test(cfg)
+    return results
+
+
+def run_test(cfg) -> Dict[str, float]:
+    """Multi-view test of TEST.DATASET with the checkpoint TEST/TRAIN settings select."""
+    from ..checkpoint import Checkpointer
+    from ..data.loader import build_loader
+    from ..models import build_model
+    from .evaluator import multi_view_test
+
+    device = du.current_device(cfg)
+    model = build_model(cfg).to(device)
+    ckpt = Checkpointer(cfg.OUTPUT_DIR, model, rank=du.get_rank())
+    ckpt.load_for_test(cfg)
+    if cfg.LOG_MODEL_INFO and du.is_main_process() and not cfg.TRAIN.ENABLE:
+        from ..models.model_info import log_model_info
+
+        log_model_info(model, cfg)
+    loader = build_loader(cfg, "test", du.get_rank(), du.get_world_size())
+    stats = multi_view_test(model, loader, cfg, device)
+    logger.info("test %s (%d x %d views): %s", cfg.TEST.DATASET, cfg.TEST.NUM_ENSEMBLE_VIEWS,
+                cfg.TEST.NUM_SPATIAL_CROPS, {k: round(v, 2) for k, v in stats.items()})
+    if du.is_main_process():
+        from .writers import write_json_stats
+
+        write_json_stats("test", {"dataset": cfg.TEST.DATASET, **stats})
+    return stats
