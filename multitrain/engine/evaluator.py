@@ -58,6 +58,14 @@ def validate(model, loader, cfg, device) -> Dict[str, float]:
     return stats
 
 
+def _multi_hot(labels, num_classes: int) -> torch.Tensor:
+    """[V, K] 0/1 matrix from each video's list of positive classes."""
+    out = torch.zeros(len(labels), num_classes)
+    for i, positives in enumerate(labels):
+        out[i, list(positives)] = 1.0
+    return out
+
+
 def test_dataset_head(cfg) -> str:
     """The head a test uses: TEST.DATASET's (TRAIN.DATASET's with DATA.MODEL_DIFF_DATA)."""
     return cfg.TRAIN.DATASET if cfg.DATA.MODEL_DIFF_DATA else cfg.TEST.DATASET
@@ -89,7 +97,7 @@ def multi_view_test(model, loader, cfg, device) -> Dict[str, float]:
         probs, video_idx, view_idx = (du.all_gather(t.to(du.current_device(cfg))).cpu()
                                       for t in (probs, video_idx, view_idx))
     meter.update(probs, video_idx.long(), view_idx.long())
-    meter.set_labels(dataset.video_labels())
+    meter.set_labels(_multi_hot(dataset.video_labels(), dataset.num_classes))
     stats = meter.finalize()
     if cfg.TEST.ENABLE_SAVE and du.is_main_process():
         name = cfg.TEST.SAVE_RESULTS_PATH or f"test_scores_{cfg.TEST.DATASET}.pt"

@@ -16,14 +16,31 @@ from . import distributed as du
 logger = logging.getLogger(__name__)
 
 
+def _user_errors():
+    from ..checkpoint.checkpointer import CheckpointError
+    from ..config import ConfigError
+    from ..data.decoder import VideoDecodeError
+    from .train_step import NonFiniteLossError
+
+    return (ConfigError, CheckpointError, VideoDecodeError, NonFiniteLossError, FileNotFoundError)
+
+
+USER_ERRORS = _user_errors()
+
+
 def run(cfg, init_method=None) -> int:
     """Start the job (spawned, torchrun or SLURM) and return the exit status."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if cfg.SHARD_ID == 0 and not os.environ.get("RANK", "0").strip("0"):
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
-    du.launch(main_worker, cfg, init_method=init_method,
-              num_shards=cfg.NUM_SHARDS, shard_id=cfg.SHARD_ID)
+    try:
+        du.launch(main_worker, cfg, init_method=init_method,
+                  num_shards=cfg.NUM_SHARDS, shard_id=cfg.SHARD_ID)
+    except USER_ERRORS as e:  # a problem of the inputs: say what, without a traceback
+        logger.debug("details", exc_info=True)
+        print(f"Error ({type(e).__name__}): {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -67,6 +84,8 @@ def run_test(cfg) -> Dict[str, float]:
     from .evaluator import multi_view_test
 
     device = du.current_device(cfg)
+    # The annotations first: a wrong data path fails in a second, not after loading weights.
+    loader = build_loader(cfg, "test", du.get_rank(), du.get_world_size())
     model = build_model(cfg).to(device)
     ckpt = Checkpointer(cfg.OUTPUT_DIR, model, rank=du.get_rank())
     ckpt.load_for_test(cfg)
@@ -74,7 +93,6 @@ def run_test(cfg) -> Dict[str, float]:
         from ..models.model_info import log_model_info
 
         log_model_info(model, cfg)
-    loader = build_loader(cfg, "test", du.get_rank(), du.get_world_size())
     stats = multi_view_test(model, loader, cfg, device)
     logger.info("test %s (%d x %d views): %s", cfg.TEST.DATASET, cfg.TEST.NUM_ENSEMBLE_VIEWS,
                 cfg.TEST.NUM_SPATIAL_CROPS, {k: round(v, 2) for k, v in stats.items()})
