@@ -1,0 +1,68 @@
+"""The clip recipes applied to raw batches on the training device (``AUG.ON_DEVICE``).
+
+With ``AUG.ON_DEVICE`` the loader workers only decode: a raw batch (see
+``multitrain.data.multi_dataset.collate_multi``) holds ``inputs`` = list of B uint8
+``[T, H, W, 3]`` clips at decoded size (already moved to the device), one ``seeds`` entry
+per video, and per-video ``datasets`` / ``flip`` / ``spatial_idx``. Here each video's
+generator is seeded from its seed, the recipe's draws are made on the CPU, and the
+deterministic part runs on the clips' device. A clip is therefore a function of the
+item's seed only (exact resume; CPU and GPU agree within float rounding); it is not the
+clip the workers would draw with ``AUG.ON_DEVICE False``, whose draws continue the
+item's own generator stream instead.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+from .recipe import EvalViewTransform, TrainClipRecipe
+
+__all__ = ["apply_train_batch", "apply_eval_batch"]
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def apply_train_batch(batch: dict, cfg) -> dict:
+    """Raw train batch -> batch with ``inputs`` float [B * K, 3, T, S, S] (K =
+    ``AUG.NUM_SAMPLE`` clips per video, adjacent) and the per-row fields repeated K times."""
+    from ..multi_dataset import expand_raw_batch
+
+    k = int(cfg.AUG.NUM_SAMPLE)
+    recipes: Dict[Tuple[str, bool], TrainClipRecipe] = {}
+    clips = []
+    for clip, seed, name, flip in zip(batch["inputs"], batch["seeds"].tolist(),
+                                      batch["datasets"], batch["flip"].tolist()):
+        key = (name, bool(flip))
+        if key not in recipes:
+            recipes[key] = TrainClipRecipe.from_cfg(cfg, name, random_flip=bool(flip))
+        recipe, g = recipes[key], _generator(seed)
+        params = [recipe.draw(g, clip.shape[1:3]) for _ in range(k)]
+        clips.append(recipe.apply_many([clip] * k, params))
+    out = expand_raw_batch(batch, k)
+    out["inputs"] = torch.cat(clips)
+    return out
+
+
+def apply_eval_batch(batch: dict, cfg) -> torch.Tensor:
+    """Raw val/test batch -> float [B, 3, T, S, S]: test views where ``spatial_idx`` >= 0
+    (test items), else the validation recipe drawn from the item's seed."""
+    out = []
+    views: Dict[str, EvalViewTransform] = {}
+    recipes: Dict[Tuple[str, bool], TrainClipRecipe] = {}
+    for clip, seed, name, flip, idx in zip(batch["inputs"], batch["seeds"].tolist(),
+                                           batch["datasets"], batch["flip"].tolist(),
+                                           batch["spatial_idx"].tolist()):
+        if idx >= 0:
+            if name not in views:
+                views[name] = EvalViewTransform.from_cfg(cfg, name)
+            out.append(views[name](clip, idx))
+        else:
+            key = (name, bool(flip))
+            if key not in recipes:
+                recipes[key] = TrainClipRecipe.from_cfg(cfg, name, random_flip=bool(flip),
+                                                        split="val")
+            out.append(recipes[key](clip, _generator(seed)))
+    return torch.stack(out)
