@@ -1,0 +1,100 @@
+"""The original code's outputs, reproduced from its weights (../shared/conformance)."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from multitrain.config import get_cfg, merge
+from multitrain.models import build_model
+from multitrain.models.conformance import TOLERANCE, check_fixture, find_config
+
+from model_helpers import REFERENCE_CONFIGS, REPO
+
+FIXTURES = ["multitrain_tiny.pt", "pyslowfast_mvitv2_tiny.pt"]
+EXPECTED_OUTPUTS = {
+    "multitrain_tiny.pt": {"train_preds.kinetics", "train_preds.mit_ssv2", "train_inf_feature",
+                           "multihead_loss", "inf_loss", "eval_probs.ssv2"},
+    "pyslowfast_mvitv2_tiny.pt": {"eval_probs"},
+}
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "reference"])
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_outputs_match(conformance_dir, name, impl):
+    checks = check_fixture(os.path.join(conformance_dir, name), attention_impl=impl)
+    computed = {c.name for c in checks if c.rel_error is not None}
+    assert EXPECTED_OUTPUTS[name] <= computed, f"outputs not compared: {EXPECTED_OUTPUTS[name] - computed}"
+    bad = [(c.name, c.rel_error) for c in checks if not c.ok]
+    assert not bad, f"relative errors above {TOLERANCE}: {bad}"
+
+
+def _tool_main():
+    spec = importlib.util.spec_from_file_location("conformance_tool",
+                                                  os.path.join(REPO, "tools", "conformance.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_cli_passes_and_fails(conformance_dir, tmp_path, capsys):
+    """The tool returns 0 on a real fixture and 1 when a stored output is tampered with."""
+    main = _tool_main()
+    path = os.path.join(conformance_dir, FIXTURES[1])
+    assert main([path]) == 0
+    assert "PASS" in capsys.readouterr().out
+    fixture = torch.load(path, weights_only=True)
+    fixture["eval_probs"] = fixture["eval_probs"] * (1 + 1e-3)
+    bad_path = tmp_path / "tampered.pt"
+    torch.save(fixture, bad_path)
+    assert main([str(bad_path)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_find_config_prefers_kinetics_and_searches_recursively(tmp_path):
+    for sub in ("SSv2", "PySlowFast", "Kinetics/deeper"):
+        os.makedirs(tmp_path / sub)
+        (tmp_path / sub / "X.yaml").write_text("MVIT:\n  DEPTH: 2\n")
+    (tmp_path / "SSv2" / "only_here.yaml").write_text("")
+    assert find_config("X.yaml", [str(tmp_path)]).startswith(str(tmp_path / "Kinetics"))
+    assert find_config("only_here.yaml", [str(tmp_path / "nope"), str(tmp_path)]).endswith(
+        os.path.join("SSv2", "only_here.yaml"))
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        find_config("missing.yaml", [str(tmp_path)])
+
+
+def _released_cfg():
+    name = "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml"
+    try:
+        path = find_config(name)
+    except FileNotFoundError:
+        pytest.skip(f"{name} not under configs/ nor {REFERENCE_CONFIGS}")
+    cfg = get_cfg()
+    merge(cfg, [path])
+    return cfg
+
+
+def test_released_architecture_keys_and_shapes(conformance_dir):
+    """MViTv2-B 32x3 with heads 400/305/174: exactly the released model's state_dict."""
+    expected = json.load(open(os.path.join(conformance_dir, "multitrain_mvitv2_b_32x3_keys.json")))
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = build_model(_released_cfg())
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert set(ours) == set(expected["keys"]), (
+        f"missing {sorted(set(expected['keys']) - set(ours))[:10]}, "
+        f"extra {sorted(set(ours) - set(expected['keys']))[:10]}")
+    wrong = {k: (ours[k], v) for k, v in expected["keys"].items() if ours[k] != v}
+    assert not wrong, wrong
+    assert sum(p.numel() for p in model.parameters()) == expected["num_parameters"] == 64297643
+
+
+@pytest.mark.slow
+def test_released_architecture_gflops():
+    """fvcore counts ~223.8 GFLOPs (multiply-adds) for one 32x224x224 view."""
+    from multitrain.models.model_info import gflops_one_view
+
+    cfg = _released_cfg()
+    model = build_model(cfg)
+    gflops = gflops_one_view(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE)
+    assert abs(gflops - 223.8) < 0.5, gflops
