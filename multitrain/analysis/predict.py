@@ -39,7 +39,7 @@ from ..data.video_dataset import default_random_flip, default_temporal_sampling
 
 __all__ = ["CLASSNAMES_DIR", "builtin_class_names", "load_class_names", "resolve_class_names",
            "ViewProtocol", "view_protocol", "Predictor", "load_model_weights", "topk_entries",
-           "format_table", "TRAINING_ONLY_PREFIXES"]
+           "format_table", "head_class_counts", "TRAINING_ONLY_PREFIXES"]
 
 logger = logging.getLogger(__name__)
 

@@ -168,7 +168,7 @@ _C.DATA.TEMPORAL_SAMPLING = ""  # "clip" or "segment"; "" = from the dataset nam
 _C.DATA.VAL_SKIP = 1  # Validation keeps every VAL_SKIP-th line of val.csv.
 _C.DATA.MODEL_DIFF_DATA = False  # Test through TRAIN.DATASET's head instead of TEST.DATASET's.
 _C.DATA.DECODE_RETRIES = 3  # Tries before a bad video is replaced (train/val).
-_C.DATA.CLASS_NAMES_FILE = ""  # JSON list of class names for TEST.DATASET ("" = none).
+_C.DATA.CLASS_NAMES_FILE = ""  # Class names: JSON list (TEST.DATASET) or {dataset: [names]}.
 
 # ----------------------------------------------------------------------------------------
 # Augmentation
