@@ -1,12 +1,8 @@
-"""Fixtures shared across the suite: paths, and a small real synthetic corpus."""
-import os
-
+"""Fixtures shared across the suite: a small real synthetic corpus."""
 import pytest
+import torch  # noqa: F401  (torch before decord: the other order crashes decord2's wheel)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-CONFORMANCE = os.path.join(SHARED, "conformance")
-DEMO_CONFIG = os.path.join(REPO, "configs", "demo", "synthetic_multi.yaml")
+from mt_testing import CONFORMANCE, DEMO_CONFIG, REPO, SHARED, corpus_overrides  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -17,14 +13,3 @@ def small_corpus(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("small_corpus"))
     make_synthetic_corpus(root, {"train": 4, "val": 2, "test": 2}, num_workers=2)
     return root
-
-
-def corpus_overrides(root: str, output_dir: str):
-    """KEY VALUE overrides pointing the demo config at a corpus and an output folder."""
-    import json
-
-    rel = json.load(open(os.path.join(root, "relations.json")))
-    dirs = [rel["datasets"][n]["dir"] for n in rel["datasets"]]
-    return ["MODEL.MULTI_PATH_TO_DATA_DIR", [os.path.join(root, d, "pyslowfast_annotations") for d in dirs],
-            "MODEL.MULTI_PATH_PREFIX", [os.path.join(root, d, "videos_320p") for d in dirs],
-            "OUTPUT_DIR", output_dir]

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
 
 RUN_NET = os.path.join(REPO, "tools", "run_net.py")
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import plot_log as plot_tool  # noqa: E402  tools/plot_log.py

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import predict as predict_tool  # noqa: E402  tools/predict.py

@@ -16,7 +16,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO
+from mt_testing import DEMO_CONFIG, REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import relations as relations_tool  # noqa: E402  tools/relations.py

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CONFORMANCE, DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import CONFORMANCE, DEMO_CONFIG, REPO, corpus_overrides
 
 RUN_NET = os.path.join(REPO, "tools", "run_net.py")
 MULTI = os.path.join(REPO, "configs", "Multi_dataset", "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml")
