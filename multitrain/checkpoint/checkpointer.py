@@ -491,6 +491,9 @@ class Checkpointer:
         Returns:
             the path loaded, or None (with a warning) when there is none: the model keeps
             its random initialisation.
+        Raises:
+            CheckpointError: a tensor's shape differs from the model's (other class counts,
+                crop size...): testing partly random weights would report a wrong score.
         """
         path, what, read_fn = cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH", self.read_fn
         if not path:
@@ -502,6 +505,12 @@ class Checkpointer:
                            "TRAIN.CHECKPOINT_FILE_PATH empty): testing random weights", self.dir)
             return None
         ckpt = self._read(path, read_fn, what)
-        self._load_model(ckpt, path)
+        report = self._load_model(ckpt, path)
+        if report["skipped_shape"]:  # e.g. other class counts: the test would score random heads
+            raise CheckpointError(
+                f"{what} {path}: {len(report['skipped_shape'])} tensors differ in shape from the "
+                f"model (key, file, model): {report['skipped_shape']}; the config must describe "
+                "the checkpoint's model (MODEL.NUM_CLASSES / MODEL.MULTI_NUM_CLASSES, "
+                "DATA.TEST_CROP_SIZE, DATA.NUM_FRAMES...)")
         logger.info("testing weights of %s (%s)", path, what)
         return path

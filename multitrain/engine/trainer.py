@@ -10,8 +10,12 @@ sampler skips the micro-batches already seen, so a resumed run continues exactly
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import signal
+import threading
 import time
 from typing import Dict, List, Optional
 
@@ -32,6 +36,8 @@ from .writers import StatsWriter
 
 logger = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # checkpoint, then stop (SLURM preemption)
+
 
 class Trainer:
     def __init__(self, cfg):
@@ -46,7 +52,8 @@ class Trainer:
         self.amp_dtype = _amp_dtype(cfg)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler) if use_scaler else None
-        self.train_loader = build_loader(cfg, "train", self.rank, self.world_size)
+        self.train_loader = _workers_ignore_stop_signals(
+            build_loader(cfg, "train", self.rank, self.world_size))
         self.val_loader = None
         self.checkpointer = Checkpointer.from_config(cfg, self.modules, self.optimizer, self.scaler,
                                                      rank=self.rank)
@@ -54,7 +61,8 @@ class Trainer:
         self.steps_per_epoch = _steps_per_epoch(len(self.train_loader), self.accum, cfg)
         self.writer = StatsWriter(cfg, self.rank, iters_per_epoch=self.steps_per_epoch)
         self.start_epoch, self.start_step = 0, 0
-        self.stop_requested = False
+        self.stop_requested = False  # set by a signal handler, on this rank only
+        self.stopping = False  # the last decision all ranks agreed on
         self.num_skipped_steps = 0
 
     # ---------------------------------------------------------------- state
@@ -87,8 +95,12 @@ class Trainer:
             if not finished:  # stopped by a signal after saving a mid-epoch checkpoint
                 return last_val
             last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
-            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
+            stop = self._agree_on_stop()  # a signal during the epoch's last step
+            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last or stop:
                 self.save(epoch)
+            if stop:  # this epoch's validation is skipped: the grace period is short
+                logger.warning("stopping after a checkpoint at the end of epoch %d (signal)", epoch + 1)
+                return last_val
             if (epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last:
                 last_val = self.validate(epoch)
         return last_val
@@ -100,7 +112,11 @@ class Trainer:
         sampler = self.train_loader.sampler
         sampler.set_epoch(epoch)
         sampler.set_start_iter(first_step * accum)
-        it = iter(self.train_loader)
+        # Making an iterator draws the workers' base seed from the global torch RNG, at a
+        # point of the stream that differs after a resume (persistent workers draw once per
+        # run, not per epoch): keep that draw off the stream dropout and drop-path use.
+        with torch.random.fork_rng(devices=[]), _stop_signals_blocked():  # workers start here
+            it = iter(self.train_loader)
         replaced = 0
         t_data = time.perf_counter()
         for step in range(first_step, self.steps_per_epoch):
@@ -119,7 +135,7 @@ class Trainer:
             done = step + 1
             if self._want_mid_epoch_checkpoint(done):
                 self.save(epoch, done)
-                if self.stop_requested:
+                if self.stopping:  # agreed by all ranks (stop_requested may change meanwhile)
                     logger.warning("stopping after a checkpoint at epoch %d step %d (signal)", epoch, done)
                     return False
             t_data = time.perf_counter()
@@ -129,8 +145,12 @@ class Trainer:
 
     def validate(self, epoch: int) -> Dict[str, float]:
         if self.val_loader is None:
-            self.val_loader = build_loader(self.cfg, "val", self.rank, self.world_size)
-        stats = validate(self.model, self.val_loader, self.cfg, self.device)
+            self.val_loader = _workers_ignore_stop_signals(
+                build_loader(self.cfg, "val", self.rank, self.world_size))
+        # Validation draws from the global RNG (the loader's worker seed): without the fork,
+        # whether an epoch was validated before a checkpoint changes the training after it.
+        with torch.random.fork_rng(devices=[]), _stop_signals_blocked():
+            stats = validate(self.model, self.val_loader, self.cfg, self.device)
         self.writer.write("val", epoch + 1, stats)
         return stats
 
@@ -154,13 +174,24 @@ class Trainer:
 
     def _want_mid_epoch_checkpoint(self, steps_done: int) -> bool:
         period = self.cfg.TRAIN.CHECKPOINT_ITER_PERIOD
-        if self.world_size > 1:  # a signal may reach only some ranks: agree before saving
-            self.stop_requested = du.all_reduce_sum(int(self.stop_requested)) > 0
-        if self.stop_requested:
+        if steps_done >= self.steps_per_epoch:  # the end-of-epoch checkpoint follows
+            return False
+        if self._agree_on_stop():
             return True
-        if period <= 0 or steps_done >= self.steps_per_epoch:
+        if period <= 0:
             return False
         return (steps_done * self.accum) % period < self.accum
+
+    def _agree_on_stop(self) -> bool:
+        """Whether any rank was asked to stop (a signal may reach only some ranks). The flag
+        is read once: a signal arriving during or after the all-reduce counts at the next
+        check, never for this rank alone."""
+        stop = bool(self.stop_requested)
+        if self.world_size > 1:
+            stop = du.all_reduce_sum(int(stop)) > 0
+        self.stopping = stop
+        self.stop_requested = self.stop_requested or stop
+        return stop
 
     def _log_step(self, epoch, step, res, data_time, iter_time, micro) -> None:
         if (step + 1) % self.cfg.LOG_PERIOD and step + 1 != self.steps_per_epoch:
@@ -182,7 +213,7 @@ class Trainer:
         def handler(signum, _frame):
             logger.warning("received signal %d: will checkpoint after this step and stop", signum)
             self.stop_requested = True
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in STOP_SIGNALS:
             try:
                 signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. inside a test runner thread)
@@ -214,6 +245,46 @@ class _TrainableModules(torch.nn.Module):
         if crit or strict:
             self.criterion.load_state_dict(crit, strict=strict)
         return r
+
+
+def _workers_ignore_stop_signals(loader):
+    """Make `loader`'s worker processes ignore STOP_SIGNALS unless their main process sends
+    them. SLURM signals every process of the job; a worker killed by it (torch's workers die
+    on a SIGTERM not sent by their parent, SIGUSR1 kills by default) fails the main process,
+    even inside the checkpoint the signal asked for. The main process stops them itself."""
+    if loader.num_workers > 0 and hasattr(signal, "sigwaitinfo"):
+        loader.worker_init_fn = functools.partial(_ignore_stop_signals, loader.worker_init_fn)
+    return loader
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked():
+    """Block STOP_SIGNALS in this thread meanwhile (a pending one is delivered at the end).
+    Loader workers forked meanwhile start with them blocked, and so does every thread they
+    make, including threads started before their worker_init_fn runs."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _ignore_stop_signals(inner, worker_id: int) -> None:
+    """worker_init_fn: with STOP_SIGNALS blocked, consume them in a thread that only obeys
+    the parent's SIGTERM. (SIG_IGN would also ignore the parent's terminate() at exit, which
+    then waits forever on the worker.)"""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # in case the fork was not blocked
+    threading.Thread(target=_consume_stop_signals, args=(os.getppid(),), daemon=True,
+                     name="ignore-stop-signals").start()
+    if inner is not None:
+        inner(worker_id)
+
+
+def _consume_stop_signals(parent: int) -> None:
+    while True:
+        info = signal.sigwaitinfo(STOP_SIGNALS)
+        if info.si_signo == signal.SIGTERM and info.si_pid == parent:
+            os._exit(0)  # terminated by the main process: torch's own worker handler does so
 
 
 def _amp_dtype(cfg) -> Optional[torch.dtype]:
