@@ -86,8 +86,16 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> Dict[str, float]:
+        """All epochs; stop signals checkpoint-and-stop only while this runs."""
+        previous = self._install_signal_handlers()
+        try:
+            return self._train_epochs()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _train_epochs(self) -> Dict[str, float]:
         cfg = self.cfg
-        self._install_signal_handlers()
         last_val: Dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCH):
             first_step = self.start_step if epoch == self.start_epoch else 0
@@ -208,16 +216,19 @@ class Trainer:
             stats["max_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self.writer.write("train", epoch + (step + 1) / self.steps_per_epoch, stats)
 
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM / SIGUSR1 (sent by SLURM before preemption): checkpoint, then stop."""
+    def _install_signal_handlers(self) -> dict:
+        """SIGTERM / SIGUSR1 (sent by SLURM before preemption): checkpoint, then stop.
+        Returns the handlers replaced, to be restored."""
         def handler(signum, _frame):
             logger.warning("received signal %d: will checkpoint after this step and stop", signum)
             self.stop_requested = True
+        previous = {}
         for sig in STOP_SIGNALS:
             try:
-                signal.signal(sig, handler)
+                previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. inside a test runner thread)
                 pass
+        return previous
 
 
 class _TrainableModules(torch.nn.Module):
