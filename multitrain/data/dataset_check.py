@@ -7,12 +7,13 @@ truncated files) and gathers frame count, fps and resolution statistics.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
+
+from ..utils.parallel import pool_map
 
 __all__ = [
     "DatasetSource", "Entry", "Problem", "VideoInfo", "CheckReport", "read_annotations",
@@ -149,30 +150,10 @@ def probe_videos(paths: Sequence[str], backend: str = "decord", workers: int = 0
     """:func:`probe_video` over ``paths`` in a process pool; results in input order."""
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     tasks = [(p, backend) for p in paths]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="checking videos", unit="video")
-    pool = None
-    if workers > 1 and len(tasks) > 1:
-        # fork avoids re-importing torch and the decoders in every worker; one torch
-        # thread per worker, as torch's own DataLoader workers do after their fork.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
-    try:
-        it = pool.imap(_probe_task, tasks, chunksize=4) if pool else map(_probe_task, tasks)
-        out = []
-        for info in it:
-            out.append(info)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        if bar is not None:
-            bar.close()
-    return out
+    # one torch thread per worker, as torch's own DataLoader workers do after their fork
+    return list(pool_map(_probe_task, tasks, workers, "checking videos", progress,
+                         initializer=_worker_init if workers > 1 and len(tasks) > 1 else None,
+                         chunksize=4))
 
 
 def _stats(infos: Iterable[VideoInfo]) -> Dict[str, Dict[str, float]]:

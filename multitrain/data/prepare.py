@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import os
 import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..utils.parallel import pool_map
 
 __all__ = [
     "AnnotationError", "Prepared", "KINETICS_PATTERN", "convert_kinetics", "convert_mit",
@@ -471,30 +472,13 @@ def resize_videos(src_root: str, dst_root: str, short_side: int = 320, workers: 
         else:
             tasks.append((os.path.join(src_root, rel), dst, short_side, crf))
     workers = workers if workers > 0 else (os.cpu_count() or 1)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc=f"resize to {short_side}p", unit="video")
-    pool = None
-    if workers > 1 and len(tasks) > 1:
-        # fork: workers use only PyAV, and skip re-importing the parent's modules.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(workers)
-    try:
-        results = pool.imap_unordered(_resize_task, tasks) if pool else map(_resize_task, tasks)
-        for src, status, error in results:
-            if status == "failed":
-                report.failed.append((src, error))
-            elif status == "copied":
-                report.copied += 1
-            else:
-                report.resized += 1
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        if bar is not None:
-            bar.close()
+    results = pool_map(_resize_task, tasks, workers, f"resize to {short_side}p", progress,
+                       ordered=False, chunksize=1)
+    for src, status, error in results:
+        if status == "failed":
+            report.failed.append((src, error))
+        elif status == "copied":
+            report.copied += 1
+        else:
+            report.resized += 1
     return report

@@ -27,7 +27,6 @@ random stream per video, so the number of workers does not change the output).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +34,8 @@ from fractions import Fraction
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ..utils.parallel import pool_map
 
 __all__ = [
     "COLOURS", "MOTIONS", "DATASETS", "SPLITS", "VideoSpec", "SyntheticDataset",
@@ -365,28 +366,8 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _run_tasks(tasks: List[Tuple[str, VideoSpec]], num_workers: int, progress: bool) -> None:
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="synthetic videos", unit="video")
-    if num_workers <= 1:
-        results = map(_make_one, tasks)
-        pool = None
-    else:
-        # fork: workers need only numpy and PyAV, and skip re-importing the parent's modules.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(num_workers)
-        results = pool.imap_unordered(_make_one, tasks, chunksize=2)
-    try:
-        for _ in results:
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        if bar is not None:
-            bar.close()
+    for _ in pool_map(_make_one, tasks, num_workers, "synthetic videos", progress, ordered=False):
+        pass
 
 
 def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[str, int]] = None,
