@@ -19,8 +19,9 @@ def parse_args(argv=None):
     p.add_argument("--init_method", default=None, help="e.g. tcp://10.0.1.6:23456 (multi-node)")
     p.add_argument("--num_shards", type=int, default=None, help="number of nodes")
     p.add_argument("--shard_id", type=int, default=None, help="this node's index")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. NUM_GPUS 0")
-    return p.parse_args(argv)
+    p.add_argument("opts", nargs="*", help="KEY VALUE overrides, e.g. NUM_GPUS 0")
+    # The seed README puts --init_method/--num_shards/--shard_id after the overrides.
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> int:

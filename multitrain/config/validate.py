@@ -79,6 +79,9 @@ def validate(cfg: CN, origins: Dict[str, str]) -> None:
     for key in ("DATA.TRAIN_JITTER_SCALES_RELATIVE", "DATA.TRAIN_JITTER_ASPECT_RELATIVE"):
         if len(_get(cfg, key)) not in (0, 2):
             _fail(origins, key, "must be [] or [low, high]")
+    if cfg.TRAIN.ENABLE and cfg.SOLVER.COSINE_AFTER_WARMUP and cfg.SOLVER.MAX_EPOCH <= cfg.SOLVER.WARMUP_EPOCHS:
+        _fail(origins, "SOLVER.MAX_EPOCH", f"= {cfg.SOLVER.MAX_EPOCH} must exceed SOLVER.WARMUP_EPOCHS = "
+              f"{cfg.SOLVER.WARMUP_EPOCHS} (the cosine starts after the warm-up)")
     if len(cfg.DATA.TRAIN_JITTER_SCALES) != 2:
         _fail(origins, "DATA.TRAIN_JITTER_SCALES", "must be [short_min, short_max]")
 

@@ -73,3 +73,55 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     log = open(tmp_path / "out" / "stdout.log").read()
     assert str(ckpt) in log and '"_type": "test"' in log
+
+
+@pytest.mark.slow
+def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
+    """The README's inference command end to end: MViTv2-B 32x3 (random weights: no file),
+    multi-view testing of a few synthetic videos on the CPU."""
+    from multitrain.data.synthetic import make_synthetic_corpus
+
+    root = tmp_path / "corpus"
+    make_synthetic_corpus(str(root), {"train": 1, "val": 1, "test": 1}, num_workers=2)
+    ann = root / "kinetics400" / "pyslowfast_annotations" / "test.csv"
+    ann.write_text("".join(ann.read_text().splitlines(keepends=True)[:2]))  # 2 videos
+    r = _run(seed_inference_args(str(root / "kinetics400"), "kinetics", 6, 1, 2, "",
+                                 ["OUTPUT_DIR", str(tmp_path / "out"), "TEST.BATCH_SIZE", "2",
+                                  "MODEL.MULTI_NUM_CLASSES", "[6, 4, 4]"]), timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = open(tmp_path / "out" / "stdout.log").read()
+    assert '"_type": "test"' in log and '"num_videos": 2' in log
+
+
+@pytest.mark.slow
+def test_seed_training_command_two_shards_on_loopback(small_corpus, tmp_path):
+    """The README's training command with NUM_GPUS 0, a smaller model and two shards."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = os.path.join(REPO, "configs", "Multi_dataset",
+                           "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_cluster_example.yaml")
+    seed = ["TRAIN.ENABLE", "True", "TRAIN.BATCH_SIZE", "4", "TRAIN.GRAD_ACCU_NUM_BATCH", "2", "NUM_GPUS", "0",
+            "LOG_PERIOD", "1", "TRAIN.MIXED_PRECISION", "True", "DATA.DECODING_BACKEND", "decord",
+            "MODEL.ACT_CHECKPOINT", "False", "LOG_MODEL_INFO", "False", "TRAIN.CHECKPOINT_FILE_PATH", "",
+            "TRAIN.AUTO_RESUME", "True", "TRAIN.CHECKPOINT_EPOCH_RESET", "True", "TENSORBOARD.ENABLE", "True",
+            "TENSORBOARD.LOG_DIR", "tb_log", "USE_TQDM", "True"]
+    smaller = ["MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.DIM_MUL", "[[1, 2.0]]",
+               "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]",
+               "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 4, 4]", "DATA.NUM_FRAMES", "8", "DATA.SAMPLING_RATE", "2",
+               "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
+               "MODEL.MULTI_NUM_CLASSES", "[6, 4, 4]", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.5",
+               "TRAIN.MAX_ITERS_PER_EPOCH", "2",
+               "DATA_LOADER.NUM_WORKERS", "0", "DATA.VAL_SKIP", "4"]
+    paths = [repr(o) if isinstance(o, list) else o for o in corpus_overrides(small_corpus, str(tmp_path))]
+    procs = [subprocess.Popen([sys.executable, RUN_NET, "--cfg", cluster] + seed + smaller + paths
+                              + ["--init_method", f"tcp://127.0.0.1:{port}", "--num_shards", "2", "--shard_id", str(i)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
+    assert os.listdir(tmp_path / "checkpoints")
+    assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(tmp_path / "tb_log") for f in fs)
