@@ -13,6 +13,14 @@ __all__ = ["Annotation", "parse_annotation_csv"]
 Annotation = Tuple[str, List[int]]  # (relative video path, positive class indices)
 
 
+class AnnotationLineError(ValueError):
+    """A bad annotation line: `kind` is "malformed" or "bad_label"; str() names file:line."""
+
+    def __init__(self, kind: str, where: str, detail: str):
+        super().__init__(f"{where}: {detail}")
+        self.kind, self.where, self.detail = kind, where, detail
+
+
 def _parse_labels(field: str, multi_label: bool, where: str) -> List[int]:
     parts = field.split(",") if multi_label else [field]
     labels = []
@@ -23,8 +31,32 @@ def _parse_labels(field: str, multi_label: bool, where: str) -> List[int]:
         except ValueError:
             hint = "" if multi_label or "," not in field else \
                 " (a comma-separated list needs DATA.MULTI_LABEL True)"
-            raise ValueError(f"{where}: label {field!r} is not an integer{hint}") from None
+            raise AnnotationLineError("malformed", where,
+                                      f"label {field!r} is not an integer{hint}") from None
     return labels
+
+
+def parse_annotation_line(line: str, where: str, separator: str = " ",
+                          num_classes: Optional[int] = None, multi_label: bool = False
+                          ) -> Optional[Annotation]:
+    """`(relative_path, [labels])` of one CSV line, None for a blank line.
+
+    The label is what follows the LAST separator (paths may contain it). Raises
+    AnnotationLineError naming `where` for a malformed line or an out-of-range label.
+    """
+    if not line.strip():
+        return None
+    fields = line.strip().rsplit(separator, 1)
+    if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+        raise AnnotationLineError("malformed", where, f"expected 'path{separator}label', got {line!r}")
+    video, label_field = fields[0].strip(), fields[1].strip()
+    labels = _parse_labels(label_field, multi_label, where)
+    if num_classes is not None:
+        bad = [c for c in labels if not 0 <= c < num_classes]
+        if bad:
+            raise AnnotationLineError("bad_label", where, f"label {bad[0]} outside [0, {num_classes}) "
+                                      f"(check DATA.NUM_CLASSES / MODEL.MULTI_NUM_CLASSES)")
+    return video, labels
 
 
 def parse_annotation_csv(path: str, separator: str = " ", num_classes: Optional[int] = None,
@@ -52,21 +84,10 @@ def parse_annotation_csv(path: str, separator: str = " ", num_classes: Optional[
     out: List[Annotation] = []
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            fields = line.strip().rsplit(separator, 1)
-            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                raise ValueError(f"{where}: expected 'path{separator}label', got {line!r}")
-            video, label_field = fields[0].strip(), fields[1].strip()
-            labels = _parse_labels(label_field, multi_label, where)
-            if num_classes is not None:
-                bad = [c for c in labels if not 0 <= c < num_classes]
-                if bad:
-                    raise ValueError(f"{where}: label {bad[0]} outside [0, {num_classes}) "
-                                     f"(check DATA.NUM_CLASSES / MODEL.MULTI_NUM_CLASSES)")
-            out.append((video, labels))
+            item = parse_annotation_line(raw.rstrip("\r\n"), f"{path}:{lineno}", separator,
+                                         num_classes, multi_label)
+            if item is not None:
+                out.append(item)
     if not out:
         raise ValueError(f"{path}: no annotation lines")
     return out

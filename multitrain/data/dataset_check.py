@@ -13,6 +13,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
+from .annotations import AnnotationLineError, parse_annotation_line
+
 from ..utils.parallel import pool_map
 
 __all__ = [
@@ -81,28 +83,16 @@ def read_annotations(csv_path: str, prefix: str, num_classes: int, separator: st
     entries, problems = [], []
     with open(csv_path, encoding="utf-8") as f:
         for number, raw in enumerate(f, start=1):
-            text = raw.rstrip("\r\n")
-            if not text.strip():
-                continue
             where = f"{csv_path}:{number}"
-            fields = text.strip().rsplit(separator, 1)
-            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                problems.append(Problem("malformed", where, f"expected 'path{separator}label', "
-                                        f"got {text!r}"))
-                continue
-            video, label_field = fields[0].strip(), fields[1].strip()
-            parts = label_field.split(",") if multi_label else [label_field]
             try:
-                labels = tuple(int(x.strip()) for x in parts)
-            except ValueError:
-                problems.append(Problem("malformed", where, f"label {label_field!r} is not an "
-                                        "integer" + (" list" if multi_label else "")))
+                item = parse_annotation_line(raw.rstrip("\r\n"), where, separator, num_classes,
+                                             multi_label)
+            except AnnotationLineError as e:
+                problems.append(Problem(e.kind, where, e.detail))
                 continue
-            bad = [y for y in labels if not 0 <= y < num_classes]
-            if bad:
-                problems.append(Problem("bad_label", where, f"label {bad[0]} outside "
-                                        f"[0, {num_classes})"))
+            if item is None:
                 continue
+            video, labels = item[0], tuple(item[1])
             entries.append(Entry(where, os.path.join(prefix, video), labels))
     if not entries and not problems:
         problems.append(Problem("empty_csv", csv_path, "no annotation lines"))

@@ -12,6 +12,7 @@ reason, so the datasets can retry, replace and log it.
 """
 from __future__ import annotations
 
+import abc
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -78,34 +79,40 @@ def _probe_header(path: str) -> Optional[dict]:
         return None
 
 
-class VideoReader:
-    """An opened video. Frames are numbered 0..num_frames-1 in presentation order."""
+class VideoReader(abc.ABC):
+    """An opened video (interface of the decord and PyAV backends). Frames are numbered
+    0..num_frames-1 in presentation order."""
 
     path: str
 
     @property
+    @abc.abstractmethod
     def num_frames(self) -> int:
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def fps(self) -> float:
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def height(self) -> int:
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def width(self) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         """Decode frames ``indices`` (any order, repeats allowed).
 
         Returns:
             uint8 tensor ``[len(indices), H, W, 3]`` (RGB).
         """
-        raise NotImplementedError
+        ...
 
     def close(self) -> None:
         pass
