@@ -251,12 +251,17 @@ class VideoDataset(Dataset):
     def _train_item(self, video: int, epoch: int, seed_item: int) -> dict:
         video, frames, g, replaced = self._decode_robust(video, epoch, seed_item)
         out = {"label": self._label(video), "index": video, "num_replaced": replaced}
+        # The clip recipe draws from its own generator seeded here, in both modes, so the
+        # workers (transform given) and the device (AUG.ON_DEVICE: seed shipped) make the
+        # same clips from the same decoded frames.
+        aug_seed = int(torch.randint(2**62, (1,), generator=g))
         if self.transform is None:
             out["frames"] = frames  # uint8 [T, H, W, 3]
-            out["seed"] = int(torch.randint(2**62, (1,), generator=g))
+            out["seed"] = aug_seed
         else:
             k = self.num_samples if self.split == "train" else 1
-            out["frames"] = torch.stack([self.transform(frames, g) for _ in range(k)])
+            g_aug = torch.Generator().manual_seed(aug_seed)
+            out["frames"] = torch.stack([self.transform(frames, g_aug) for _ in range(k)])
         return out
 
     # ------------------------------------------------------------------ test

@@ -2,6 +2,7 @@
 
 - two gloo ranks (seed-style launch, and two torchrun "nodes") take the same step as one
   process on the same global batch, with gather-before-loss, both losses and accumulation;
+- the clip recipe on the trainer's side (AUG.ON_DEVICE) takes the same step as in the workers;
 - a run killed after an epoch auto-resumes to the weights of an uninterrupted run;
 - a checkpoint in the original layout loads for test and for init.
 """
@@ -97,6 +98,16 @@ def test_two_gloo_ranks_equal_one_process(small_corpus, single_process_run, tmp_
     assert len(ref) == len(two) == 1
     assert two[0] == pytest.approx(ref[0], rel=1e-5)
     _assert_same_weights(_final_state(single_process_run), _final_state(out))
+
+
+def test_recipe_on_device_trains_to_the_same_weights(small_corpus, single_process_run, tmp_path):
+    """AUG.ON_DEVICE: workers ship raw frames, the trainer applies the recipe; same clips,
+    so the same loss and the same updated weights as the workers applying it."""
+    out = str(tmp_path / "on_device")
+    _wait_all([_run([RUN_NET, "--cfg", DEMO_CONFIG]
+                    + _opts(small_corpus, out, ["AUG.ON_DEVICE", "True"]))])
+    assert _train_losses(out) == pytest.approx(_train_losses(single_process_run), rel=1e-6)
+    _assert_same_weights(_final_state(single_process_run), _final_state(out), atol=1e-7)
 
 
 @pytest.mark.slow

@@ -3,12 +3,12 @@
 With ``AUG.ON_DEVICE`` the loader workers only decode: a raw batch (see
 ``multitrain.data.multi_dataset.collate_multi``) holds ``inputs`` = list of B uint8
 ``[T, H, W, 3]`` clips at decoded size (already moved to the device), one ``seeds`` entry
-per video, and per-video ``datasets`` / ``flip`` / ``spatial_idx``. Here each video's
-generator is seeded from its seed, the recipe's draws are made on the CPU, and the
-deterministic part runs on the clips' device. A clip is therefore a function of the
-item's seed only (exact resume; CPU and GPU agree within float rounding); it is not the
-clip the workers would draw with ``AUG.ON_DEVICE False``, whose draws continue the
-item's own generator stream instead.
+per video, and per-video ``datasets`` / ``flip`` / ``spatial_idx``. Each video's recipe
+generator is seeded from its seed, exactly as the worker seeds it when it applies the
+recipe itself (``AUG.ON_DEVICE False``); the draws are made on the CPU and the
+deterministic part runs on the clips' device. The same decoded frames and seed therefore
+give the same clips in both modes (bit-identical on CPU tensors; on a GPU within float
+rounding of the interpolation), and a clip depends on its item only (exact resume).
 """
 from __future__ import annotations
 
