@@ -14,7 +14,8 @@ machine load hits all of them alike, with the SAME draws for (b), (c) and (d):
   (d) decode + our recipe with ``crop_first`` (faster, NOT the paper's recipe).
 
 Without ``--video`` a 10 s 426x320 30 fps H.264 file with moving texture (~0.5 Mbit/s)
-is written to a temporary folder (PyAV). Prints videos/s and clips/s and the ratios.
+is written to a temporary folder (PyAV), with a keyframe every ``--gop`` frames (default:
+as ``datasets/resize_videos.py`` writes them; ``--gop 0``: x264's default). Prints videos/s and clips/s and the ratios.
 """
 from __future__ import annotations
 
@@ -32,14 +33,17 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from multitrain.data.pil_baseline import pil_train_clip  # noqa: E402
+from multitrain.data.prepare import DEFAULT_KEYINT  # noqa: E402
 from multitrain.data.transforms import TrainClipRecipe  # noqa: E402
 
 NUM_FRAMES, RATE, NUM_SAMPLE = 32, 3, 2
 
 
-def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30) -> None:
+def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30,
+                    gop: int = DEFAULT_KEYINT) -> None:
     """Moving multi-scale texture: about 0.5 Mbit/s, closer to real 320p videos than flat
-    synthetic pictures (which decode several times faster)."""
+    synthetic pictures (which decode several times faster). ``gop``: keyframe interval,
+    by default that of ``datasets/resize_videos.py``; 0 = x264's default (up to 250)."""
     import av
 
     rng = np.random.default_rng(0)
@@ -51,6 +55,8 @@ def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30) -> None:
     container = av.open(path, "w")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    if gop > 0:
+        stream.codec_context.gop_size = int(gop)
     for i in range(int(seconds * fps)):
         dx, dy = i % 64, (2 * i) % 16
         img = (base[dy:dy + h, dx // 4:dx // 4 + w].astype(np.int16) // 2
@@ -159,6 +165,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--video", help="a 320p video (default: a generated 426x320 one)")
     ap.add_argument("--videos", type=int, default=20, help="videos timed (after 2 warm-up)")
+    ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
+                    help="keyframe interval of the generated video (default: that of "
+                    "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time each RandAugment op and the crop/resize of (b)")
@@ -167,7 +176,7 @@ def main(argv=None) -> None:
         path = args.video
         if path is None:
             path = os.path.join(tmp, "k400_like_320p.mp4")
-            make_320p_video(path)
+            make_320p_video(path, gop=args.gop)
         sec = run(path, args.videos)
         report(sec, args.videos)
         if args.breakdown:

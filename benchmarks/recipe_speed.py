@@ -25,7 +25,6 @@ Library code: multitrain/data/recipe_benchmark.py.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402  (before decord)
 
 from loader_speed import make_320p_video  # noqa: E402
+from multitrain.data.prepare import DEFAULT_KEYINT  # noqa: E402
 from multitrain.data import recipe_benchmark as rb  # noqa: E402
 
 DEFAULT_CFGS = ("configs/Kinetics/MVITV2_B_32x3.yaml",
@@ -52,14 +52,9 @@ def default_cfg() -> str:
     raise FileNotFoundError(f"none of {DEFAULT_CFGS} exists: pass --cfg")
 
 
-def video_maker(seconds: float, gop):
-    """``make_320p_video`` with our length, and ``gop`` passed on when it takes one."""
-    kwargs = {"seconds": seconds}
-    if gop is not None:
-        if "gop" not in inspect.signature(make_320p_video).parameters:
-            raise SystemExit("--gop: benchmarks/loader_speed.make_320p_video takes no gop")
-        kwargs["gop"] = gop
-    return lambda path: make_320p_video(path, **kwargs)
+def video_maker(seconds: float, gop: int):
+    """``make_320p_video`` with our length and keyframe interval."""
+    return lambda path: make_320p_video(path, seconds=seconds, gop=gop)
 
 
 def parse_args(argv=None):
@@ -68,8 +63,9 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu", help="device of the recipe and the step")
     ap.add_argument("--videos", type=int, default=4, help="generated video files")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each video")
-    ap.add_argument("--gop", type=int, default=None, help="keyframe interval of the videos "
-                    "(if make_320p_video takes one)")
+    ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
+                    help="keyframe interval of the videos (default: that of "
+                    "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
     ap.add_argument("--items", type=int, default=12, help="samples timed per worker pipeline")
     ap.add_argument("--batch", type=int, default=8, help="samples (videos) per device batch")
     ap.add_argument("--repeats", type=int, default=3, help="timed device calls (median)")

@@ -2,7 +2,7 @@
 """Resize videos to short side 320 (aspect kept, even sizes) in parallel, with PyAV.
 
     python datasets/resize_videos.py SRC_DIR DST_DIR [--short-side 320] [--workers N]
-        [--crf 23] [--list annotations.csv] [--out-ext .mp4]
+        [--crf 23] [--keyint 32] [--list annotations.csv] [--out-ext .mp4]
 
 Mirrors SRC_DIR's relative paths under DST_DIR. Outputs that exist are skipped (each is
 written to a temp file then renamed, so it is complete). Videos already at or below the
@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from multitrain.data.prepare import resize_videos  # noqa: E402
+from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -24,6 +24,9 @@ def parse_args(argv=None):
     p.add_argument("--short-side", type=int, default=320)
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--crf", type=int, default=23, help="x264 constant quality (lower = better)")
+    p.add_argument("--keyint", type=int, default=DEFAULT_KEYINT,
+                   help="a keyframe at least every N frames, so that a random clip start "
+                   "decodes few unused frames (0: the encoder's default, up to 250)")
     p.add_argument("--list", default="", help="only the videos of this annotation CSV "
                    "(first field of each 'path label' line) instead of every file under SRC")
     p.add_argument("--out-ext", default="", help="change the extension of outputs, e.g. .mp4")
@@ -37,7 +40,7 @@ def main(argv=None) -> int:
         with open(args.list) as f:
             files = sorted({line.split()[0] for line in f if line.strip()})
     report = resize_videos(args.src, args.dst, args.short_side, args.workers, args.crf,
-                           files=files, out_ext=args.out_ext)
+                           files=files, out_ext=args.out_ext, keyint=args.keyint)
     print(f"resized {report.resized}, copied {report.copied} (already <= {args.short_side}p), "
           f"skipped {report.skipped} (done before), failed {len(report.failed)}")
     for src, error in report.failed:

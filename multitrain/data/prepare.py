@@ -362,17 +362,27 @@ def target_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
     return (short_side, even(height)) if width <= height else (even(width), short_side)
 
 
-def _encoder_options(codec: str, crf: int) -> Dict[str, str]:
+# Keyframe interval of the resized videos. Training decodes a random 96-frame span (32x3);
+# H.264 can only start decoding at a keyframe, so with x264's default interval (up to 250
+# frames) a random start decodes ~100 frames nobody uses first. Every 32 frames costs ~6%
+# more bytes and made decoding a random span ~1.6x cheaper (docs/BENCHMARKS.md, "Decoding").
+DEFAULT_KEYINT = 32
+
+
+def _encoder_options(codec: str, crf: int, keyint: int = DEFAULT_KEYINT) -> Dict[str, str]:
+    gop = {"g": str(int(keyint))} if keyint and keyint > 0 else {}
     if codec == "libx264":
-        return {"crf": str(crf), "preset": "veryfast"}
+        return {"crf": str(crf), "preset": "veryfast", **gop}
     # VP9 in constant-quality mode at its fastest setting; crf scale differs from x264's.
-    return {"crf": str(min(63, crf + 9)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+    return {"crf": str(min(63, crf + 9)), "b": "0", "deadline": "realtime", "cpu-used": "8",
+            **gop}
 
 
 def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
-                 upscale: bool = False) -> str:
+                 upscale: bool = False, keyint: int = DEFAULT_KEYINT) -> str:
     """Re-encode ``src`` into ``dst`` with the short side ``short_side`` (every frame kept,
-    timestamps kept, audio dropped). A video whose short side is already <= the target is
+    timestamps kept, audio dropped), a keyframe at least every ``keyint`` frames (0 = the
+    encoder's default). A video whose short side is already <= the target is
     copied unchanged unless ``upscale``. Writes a temp file then renames, so an existing
     ``dst`` is always complete. Returns "resized" or "copied"."""
     import av
@@ -393,7 +403,7 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, dst)
                 return "copied"
-            _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf)
+            _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf, keyint)
         os.replace(tmp, dst)
         return "resized"
     finally:
@@ -401,7 +411,8 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
             os.remove(tmp)
 
 
-def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int) -> None:
+def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
+               keyint: int = DEFAULT_KEYINT) -> None:
     """Decode every frame of stream ``vin``, scale to ``size``, encode into ``path``."""
     import av
 
@@ -411,7 +422,7 @@ def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int) -
     with av.open(path, mode="w", format=fmt) as out:
         vout = out.add_stream(codec, rate=rate)
         vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.options = _encoder_options(codec, crf)
+        vout.options = _encoder_options(codec, crf, keyint)
         # The source's time base keeps every timestamp exact (variable frame rates too).
         vout.codec_context.time_base = time_base
         last = None
@@ -444,17 +455,17 @@ class ResizeReport:
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (source path, error)
 
 
-def _resize_task(task: Tuple[str, str, int, int]) -> Tuple[str, str, str]:
-    src, dst, short_side, crf = task
+def _resize_task(task: Tuple[str, str, int, int, int]) -> Tuple[str, str, str]:
+    src, dst, short_side, crf, keyint = task
     try:
-        return src, resize_video(src, dst, short_side, crf), ""
+        return src, resize_video(src, dst, short_side, crf, keyint=keyint), ""
     except Exception as e:  # noqa: BLE001 - every failure is reported with its file
         return src, "failed", f"{type(e).__name__}: {e}"
 
 
 def resize_videos(src_root: str, dst_root: str, short_side: int = 320, workers: int = 0,
                   crf: int = 23, files: Optional[Iterable[str]] = None, out_ext: str = "",
-                  progress: bool = True) -> ResizeReport:
+                  progress: bool = True, keyint: int = DEFAULT_KEYINT) -> ResizeReport:
     """Resize every video under ``src_root`` into the same relative path under ``dst_root``
     (``out_ext`` such as ".mp4" changes the extension), in parallel over files.
 
@@ -470,7 +481,7 @@ def resize_videos(src_root: str, dst_root: str, short_side: int = 320, workers: 
         if os.path.isfile(dst) and os.path.getsize(dst) > 0:
             report.skipped += 1
         else:
-            tasks.append((os.path.join(src_root, rel), dst, short_side, crf))
+            tasks.append((os.path.join(src_root, rel), dst, short_side, crf, keyint))
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     results = pool_map(_resize_task, tasks, workers, f"resize to {short_side}p", progress,
                        ordered=False, chunksize=1)

@@ -187,6 +187,24 @@ def test_resize_keeps_frames_fps_and_aspect(source_videos, tmp_path):
     assert open(tmp_path / "b.mp4", "rb").read() == open(root / "sub/b.mp4", "rb").read()
 
 
+def _keyframes(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return [i for i, pk in enumerate(c.demux(c.streams.video[0]))
+                if pk.size and pk.is_keyframe]
+
+
+def test_resize_sets_the_keyframe_interval(source_videos, tmp_path):
+    """Random clip starts decode from the keyframe before them: the resizer bounds the gap."""
+    root, _ = source_videos
+    resize_video(str(root / "a.mp4"), str(tmp_path / "k4.mp4"), short_side=64, keyint=4)
+    resize_video(str(root / "a.mp4"), str(tmp_path / "k0.mp4"), short_side=64, keyint=0)
+    gaps = _keyframes(tmp_path / "k4.mp4")
+    assert gaps[0] == 0 and max(b - a for a, b in zip(gaps, gaps[1:] + [17])) <= 4
+    assert _keyframes(tmp_path / "k0.mp4") == [0]  # x264's default: one keyframe here
+
+
 def test_resize_videos_parallel_skip_and_errors(source_videos, tmp_path, capsys):
     root, _ = source_videos
     out = tmp_path / "out"
