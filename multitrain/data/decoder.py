@@ -13,6 +13,7 @@ reason, so the datasets can retry, replace and log it.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -21,6 +22,9 @@ import torch
 
 __all__ = ["VideoDecodeError", "VideoReader", "DecordReader", "PyAVReader", "open_video",
            "BACKENDS"]
+
+logger = logging.getLogger(__name__)
+_PYAV_FALLBACKS = set()  # files this process decoded with PyAV after decord failed (logged once)
 
 # "torchvision" was the name of PySlowFast's PyAV path; read it as pyav.
 BACKENDS = {"decord": "decord", "pyav": "pyav", "torchvision": "pyav"}
@@ -158,6 +162,7 @@ class DecordReader(VideoReader):
         if not fps > 0:
             raise VideoDecodeError(path, f"invalid frame rate {fps}")
         self._n, self._fps = n, fps
+        self._fallback: Optional[VideoReader] = None  # PyAV, once decord failed on this file
         header = _probe_header(path)
         if header is not None and check_truncation:
             self._check_truncation(header["frames"], n)
@@ -185,16 +190,35 @@ class DecordReader(VideoReader):
         return int(self._hw()[1])
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        if self._fallback is not None:
+            return self._fallback.get_frames(indices)
         uniq = self._unique_sorted(indices)
         try:
             frames = self._vr.get_batch(uniq).asnumpy()
         except Exception as e:  # noqa: BLE001
-            raise VideoDecodeError(self.path, f"decord failed on frames "
-                                              f"{uniq[0]}..{uniq[-1]} ({_first_line(e)})") from None
+            reason = f"decord failed on frames {uniq[0]}..{uniq[-1]} ({_first_line(e)})"
+            return self._decode_with_pyav(indices, reason)
         return _expand(torch.from_numpy(frames), uniq, indices)
+
+    def _decode_with_pyav(self, indices: Sequence[int], reason: str) -> torch.Tensor:
+        """decord2 cannot convert some valid files (e.g. frames 48 or 72 pixels wide: its
+        copy checks a padded size); PyAV numbers frames the same way, so it takes over
+        for this file. A file PyAV cannot decode either is a bad file."""
+        try:
+            self._fallback = PyAVReader(self.path, check_truncation=False)
+            frames = self._fallback.get_frames(indices)
+        except VideoDecodeError as e:
+            raise VideoDecodeError(self.path, f"{reason}; PyAV: {e.reason}") from None
+        if self.path not in _PYAV_FALLBACKS:
+            _PYAV_FALLBACKS.add(self.path)
+            logger.warning("%s: %s; decoded with PyAV instead", self.path, reason)
+        return frames
 
     def close(self) -> None:
         self._vr = None
+        if self._fallback is not None:
+            self._fallback.close()
+            self._fallback = None
 
 
 class PyAVReader(VideoReader):

@@ -63,6 +63,7 @@ ANNOTATION_DIR = "pyslowfast_annotations"
 VIDEO_DIR = "videos_320p"  # the real layout's name, whatever the actual size
 
 Atom = Tuple[str, str]  # (colour, motion)
+ShortSide = Union[None, int, Sequence[int]]  # fixed, or choices (None: SHORT_SIDE_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def _split_counts(videos_per_class: Union[None, int, Mapping[str, int]]) -> Dict
 
 
 def _plan_split(ds_index: int, ds: SyntheticDataset, split_index: int, split: str, count: int,
-                seed: int, short_side: Optional[int]) -> List[Tuple[str, int, VideoSpec]]:
+                seed: int, short_side: ShortSide) -> List[Tuple[str, int, VideoSpec]]:
     """(relative path, label, spec) of every video of one dataset split, in CSV order."""
     plan_rng = np.random.default_rng([seed, ds_index, split_index, 0xC0])
     items = []
@@ -330,7 +331,10 @@ def _plan_split(ds_index: int, ds: SyntheticDataset, split_index: int, split: st
     plan = []
     for index, j in enumerate(order):
         label, (colour, motion) = items[j]
-        short = short_side or int(plan_rng.choice(SHORT_SIDE_CHOICES))
+        if isinstance(short_side, int):
+            short = short_side
+        else:
+            short = int(plan_rng.choice(short_side or SHORT_SIDE_CHOICES))
         long_ = _even(short * float(plan_rng.choice(ASPECTS)))
         short = _even(short)
         portrait = plan_rng.random() < 0.15
@@ -371,7 +375,7 @@ def _run_tasks(tasks: List[Tuple[str, VideoSpec]], num_workers: int, progress: b
 
 
 def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[str, int]] = None,
-                          seed: int = 0, short_side: Optional[int] = None,
+                          seed: int = 0, short_side: ShortSide = None,
                           num_workers: Optional[int] = None, progress: bool = False) -> dict:
     """Write the synthetic corpus under ``root`` and return its summary.
 
@@ -382,8 +386,8 @@ def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[
         videos_per_class: an int n (train n, val and test n // 3, at least 1) or a mapping
             ``{"train": n, "val": m, "test": k}``; default ``DEFAULT_COUNTS``.
         seed: the whole corpus is a function of the seed (and the counts and short side).
-        short_side: fixed short side in pixels (e.g. 320 for loader benchmarks); default:
-            varied among ``SHORT_SIDE_CHOICES``.
+        short_side: fixed short side in pixels (e.g. 320 for loader benchmarks), or a
+            list of sizes to vary among; default: varied among ``SHORT_SIDE_CHOICES``.
         num_workers: processes; default all cores; 0 or 1 runs in this process.
         progress: show a tqdm bar.
     Returns:
@@ -397,6 +401,8 @@ def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[
     if os.path.exists(marker):
         os.remove(marker)  # an interrupted rewrite must not look complete
     tasks, manifest = [], []
+    if short_side is not None and not isinstance(short_side, int):
+        short_side = [int(v) for v in short_side]  # as the JSON summary stores it
     summary = {"root": root, "seed": seed, "counts": counts, "short_side": short_side,
                "datasets": {}}
     for di, ds in enumerate(DATASETS):

@@ -77,3 +77,22 @@ def test_out_of_range_indices_are_rejected(video_corpus, backend):
     r = open_video(video_corpus.good["short.mp4"], backend)
     with pytest.raises(ValueError, match="outside"):
         r.get_frames([0, 10])
+
+
+@pytest.mark.parametrize("width", [48, 72])
+def test_decord_failures_on_valid_files_fall_back_to_pyav(tmp_path, width, caplog):
+    """decord2 cannot convert frames 48 or 72 pixels wide (its copy checks a padded size);
+    such a valid file is decoded by PyAV instead, with a warning, not dropped as bad."""
+    import numpy as np
+
+    from multitrain.data.synthetic import encode_video
+
+    path = str(tmp_path / f"w{width}.mp4")
+    frames = np.random.default_rng(0).integers(0, 256, (6, 64, width, 3)).astype(np.uint8)
+    encode_video(path, iter(frames), 25, width, 64)
+    with open_video(path, "decord") as v, open_video(path, "pyav") as ref:
+        assert v.num_frames == 6
+        got = v.get_frames([4, 1, 1])
+        assert got.shape == (3, 64, width, 3)
+        assert torch.equal(got, ref.get_frames([4, 1, 1]))
+    assert f"w{width}.mp4" in caplog.text and "PyAV instead" in caplog.text

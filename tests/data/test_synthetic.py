@@ -245,6 +245,15 @@ def test_fixed_short_side(tmp_path):
     assert min(vr[0].shape[:2]) == 64
 
 
+def test_short_side_choices(tmp_path):
+    make_synthetic_corpus(str(tmp_path), {"train": 3, "val": 0, "test": 0}, short_side=[40, 56],
+                          num_workers=2)
+    manifest = json.load(open(tmp_path / "manifest.json"))
+    sides = {min(e["width"], e["height"]) for e in manifest}
+    assert sides == {40, 56}  # 42 videos: both sizes drawn, nothing else
+    assert read_corpus_summary(str(tmp_path))["short_side"] == [40, 56]
+
+
 def _script(name):
     """Load a datasets/ CLI as a module, so its main(argv) runs in this process."""
     spec = importlib.util.spec_from_file_location(f"_cli_{name}", os.path.join(REPO, "datasets", f"{name}.py"))
