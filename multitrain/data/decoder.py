@@ -24,7 +24,7 @@ __all__ = ["VideoDecodeError", "VideoReader", "DecordReader", "PyAVReader", "ope
            "BACKENDS"]
 
 logger = logging.getLogger(__name__)
-_PYAV_FALLBACKS = set()  # files this process decoded with PyAV after decord failed (logged once)
+_PYAV_FALLBACKS = set()  # files this process decoded with PyAV after decord failed
 
 # "torchvision" was the name of PySlowFast's PyAV path; read it as pyav.
 BACKENDS = {"decord": "decord", "pyav": "pyav", "torchvision": "pyav"}
@@ -211,7 +211,11 @@ class DecordReader(VideoReader):
             raise VideoDecodeError(self.path, f"{reason}; PyAV: {e.reason}") from None
         if self.path not in _PYAV_FALLBACKS:
             _PYAV_FALLBACKS.add(self.path)
-            logger.warning("%s: %s; decoded with PyAV instead", self.path, reason)
+            # The first file is a warning; the rest of this process's are debug lines
+            # (a dataset at an unlucky size would otherwise log thousands).
+            log = logger.warning if len(_PYAV_FALLBACKS) == 1 else logger.debug
+            log("%s: %s; decoded with PyAV instead (further such files in this process: "
+                "debug log only)", self.path, reason)
         return frames
 
     def close(self) -> None:
