@@ -39,7 +39,7 @@ def test_corrupt_training_videos_are_replaced_counted_and_named(corrupt_corpus, 
     root, bad = corrupt_corpus
     out = str(tmp_path / "run")
     train_net(root, out, ["SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.5",
-                          "TRAIN.MAX_ITERS_PER_EPOCH", "0"])
+                          "TRAIN.MAX_ITERS_PER_EPOCH", "0", "MODEL.MULTI_REPLICAS", "[1, 1, 1]"])
     log = read_text(console_of(out))
     assert len(stats(out)) == 4  # 16 lines / batch 4: the epoch was complete
     summary = stats(out, "train_epoch")[-1]
