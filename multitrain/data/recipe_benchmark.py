@@ -30,6 +30,7 @@ import torch  # before decord (decord2's wheel crashes when imported first)
 
 from .multi_dataset import collate_multi
 from .pil_baseline import pil_train_clip
+from .transforms.device_recipe import draw_clip_samples
 from .video_dataset import SampleKey
 
 __all__ = ["write_corpus", "benchmark_config", "measure_workers", "measure_device_recipe",
@@ -139,10 +140,8 @@ def _pil_item(ds_raw, recipes: Dict[str, object], k: int, key: SampleKey) -> tor
     """The original-style worker: decode, then K per-frame PIL clips with the draws the
     ON_DEVICE False worker makes (its recipe generator, seeded from the item's seed)."""
     item = ds_raw[key]
-    recipe = recipes[item["dataset"]]
-    g = torch.Generator().manual_seed(int(item["seed"]))
-    frames = item["frames"]
-    params = [recipe.draw(g, frames.shape[1:3]) for _ in range(k)]
+    recipe, frames = recipes[item["dataset"]], item["frames"]
+    params = draw_clip_samples(recipe, item["seed"], frames.shape[1:3], k)
     return torch.stack([pil_train_clip(frames, p, recipe) for p in params])
 
 
@@ -150,9 +149,8 @@ def _same_draws(ds_aug, ds_raw, recipes, k: int, key: SampleKey) -> bool:
     """Whether the ON_DEVICE False worker's clips equal the recipe applied, with the
     decode-only item's seed, to its frames (so the PIL reference uses the same draws)."""
     aug, raw = ds_aug[key], ds_raw[key]
-    recipe = recipes[raw["dataset"]]
-    g = torch.Generator().manual_seed(int(raw["seed"]))
-    ours = torch.stack([recipe(raw["frames"], g) for _ in range(k)])
+    recipe, frames = recipes[raw["dataset"]], raw["frames"]
+    ours = recipe.apply_many([frames] * k, draw_clip_samples(recipe, raw["seed"], frames.shape[1:3], k))
     return ours.shape == aug["frames"].shape and torch.equal(ours, aug["frames"])
 
 

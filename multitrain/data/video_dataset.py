@@ -37,7 +37,8 @@ from .annotations import parse_annotation_csv
 from .decoder import BACKENDS, VideoDecodeError, open_video
 from .sampling import clip_indices, segment_indices
 
-__all__ = ["VideoDataset", "SampleKey", "sample_seed", "default_temporal_sampling",
+__all__ = ["VideoDataset", "SampleKey", "sample_seed", "recipe_generator",
+           "default_temporal_sampling",
            "default_random_flip", "SEGMENT_DATASETS", "SPLITS"]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,13 @@ def sample_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (e.g. base seed, epoch, item, attempt)."""
     words = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2)
     return int((int(words[0]) << 31) ^ int(words[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+def recipe_generator(seed: int) -> torch.Generator:
+    """The generator an item's clip recipe draws from, seeded from the item's recipe seed;
+    the same in the loader workers and on the device (``AUG.ON_DEVICE``), so both make the
+    same clips."""
+    return torch.Generator().manual_seed(int(seed))
 
 
 def default_temporal_sampling(dataset_name: str) -> str:
@@ -260,7 +268,7 @@ class VideoDataset(Dataset):
             out["seed"] = aug_seed
         else:
             k = self.num_samples if self.split == "train" else 1
-            g_aug = torch.Generator().manual_seed(aug_seed)
+            g_aug = recipe_generator(aug_seed)
             out["frames"] = torch.stack([self.transform(frames, g_aug) for _ in range(k)])
         return out
 

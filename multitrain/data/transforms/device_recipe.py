@@ -12,17 +12,20 @@ rounding of the interpolation), and a clip depends on its item only (exact resum
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
-from .recipe import EvalViewTransform, TrainClipRecipe
+from ..video_dataset import recipe_generator
+from .recipe import EvalViewTransform, TrainClipParams, TrainClipRecipe
 
-__all__ = ["apply_train_batch", "apply_eval_batch"]
+__all__ = ["apply_train_batch", "apply_eval_batch", "draw_clip_samples"]
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+def draw_clip_samples(recipe: TrainClipRecipe, seed: int, clip_hw, k: int) -> List[TrainClipParams]:
+    """The draws of an item's ``k`` clips, in the order a worker draws them."""
+    g = recipe_generator(seed)
+    return [recipe.draw(g, clip_hw) for _ in range(k)]
 
 
 def apply_train_batch(batch: dict, cfg) -> dict:
@@ -38,8 +41,8 @@ def apply_train_batch(batch: dict, cfg) -> dict:
         key = (name, bool(flip))
         if key not in recipes:
             recipes[key] = TrainClipRecipe.from_cfg(cfg, name, random_flip=bool(flip))
-        recipe, g = recipes[key], _generator(seed)
-        params = [recipe.draw(g, clip.shape[1:3]) for _ in range(k)]
+        recipe = recipes[key]
+        params = draw_clip_samples(recipe, seed, clip.shape[1:3], k)
         clips.append(recipe.apply_many([clip] * k, params))
     out = expand_raw_batch(batch, k)
     out["inputs"] = torch.cat(clips)
@@ -64,5 +67,5 @@ def apply_eval_batch(batch: dict, cfg) -> torch.Tensor:
             if key not in recipes:
                 recipes[key] = TrainClipRecipe.from_cfg(cfg, name, random_flip=bool(flip),
                                                         split="val")
-            out.append(recipes[key](clip, _generator(seed)))
+            out.append(recipes[key](clip, recipe_generator(seed)))
     return torch.stack(out)
