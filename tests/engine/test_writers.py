@@ -12,18 +12,6 @@ from multitrain.engine.writers import (StatsWriter, build_tensorboard_writer, fo
 from multitrain.utils.logging import LOG_FILENAME, setup_logging
 
 
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    root.setLevel(level)
-
-
 def read_scalars(log_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -18,18 +18,6 @@ DATASETS = ("kinetics", "mit", "ssv2")
 STEPS = 4  # logged train points per epoch
 
 
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    root.setLevel(level)
-
-
 def train_stats(epoch, step, shift=0.0):
     """Loss terms of a multi-dataset run with both losses (values with <= 6 digits, as logged)."""
     t = epoch + step / STEPS
