@@ -16,31 +16,13 @@ from multitrain.data.transforms import rand_augment as RA
 from multitrain.data.transforms.color import use_cpu_kernels
 from multitrain.data.transforms.erasing import apply_erasing, draw_erasing_params
 
-av = pytest.importorskip("av")
 decord = pytest.importorskip("decord")
+
+from mt_testing import write_pattern_video  # noqa: E402
 
 SEED_AA = "rand-m7-n4-mstd0.5-inc1"
 MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 LOW, HIGH = (0 - 0.45) / 0.225, (1 - 0.45) / 0.225  # normalised range of [0, 255]
-
-
-def make_video(path, frames, height, width, fps=30):
-    """A real H.264 file with gradients, a checkerboard and a moving box."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    yy, xx = np.mgrid[0:height, 0:width]
-    for i in range(frames):
-        img = np.zeros((height, width, 3), np.uint8)
-        img[..., 0] = (xx * 255 // width + 7 * i) % 256
-        img[..., 1] = yy * 220 // height + 10
-        img[..., 2] = ((xx // 16 + yy // 16 + i) % 2) * 190 + 30
-        img[height // 4:height // 2, 20 + 4 * i:60 + 4 * i] = (230, 40, 90)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
 
 
 def decode(path, n):
@@ -60,7 +42,7 @@ def one_thread():
 def clip320(tmp_path_factory):
     """uint8 [4, 320, 426, 3]: the seed recipe's 320p input."""
     path = tmp_path_factory.mktemp("recipe") / "v320.mp4"
-    make_video(path, 4, 320, 426)
+    write_pattern_video(path, 4, 320, 426)
     return decode(path, 4)
 
 
@@ -68,7 +50,7 @@ def clip320(tmp_path_factory):
 def small(tmp_path_factory):
     """uint8 [3, 90, 120, 3]."""
     path = tmp_path_factory.mktemp("recipe") / "small.mp4"
-    make_video(path, 3, 90, 120)
+    write_pattern_video(path, 3, 90, 120)
     return decode(path, 3)
 
 

@@ -19,30 +19,12 @@ from multitrain.data.transforms import rand_augment as RA
 from multitrain.data.transforms.color import use_cpu_kernels
 from multitrain.data.transforms.warp import source_box, warp_affine
 
-av = pytest.importorskip("av")
 decord = pytest.importorskip("decord")
+
+from mt_testing import write_pattern_video  # noqa: E402
 
 GEOMETRIC = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"}
 ALL_OPS = sorted(set(RA.RAND_INCREASING_OPS) | set(RA.RAND_OPS))
-
-
-def make_video(path, frames=4, height=96, width=128, fps=25):
-    """A real H.264 file with texture, edges and motion (so every op has work to do)."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    yy, xx = np.mgrid[0:height, 0:width]
-    for i in range(frames):
-        img = np.zeros((height, width, 3), np.uint8)
-        img[..., 0] = (xx * 255 // width + 9 * i) % 256
-        img[..., 1] = yy * 200 // height + 20
-        img[..., 2] = ((xx // 8 + yy // 8 + i) % 2) * 180 + 40
-        img[20:50, 10 + 5 * i:40 + 5 * i] = (230, 40, 90)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,7 +41,7 @@ def one_thread():
 def clip(tmp_path_factory):
     """uint8 [4, 96, 128, 3] decoded with decord."""
     path = tmp_path_factory.mktemp("ops") / "clip.mp4"
-    make_video(path)
+    write_pattern_video(path, 4, 96, 128, fps=25)
     reader = decord.VideoReader(str(path), num_threads=1)
     return torch.from_numpy(reader.get_batch(list(range(4))).asnumpy())
 
