@@ -37,13 +37,20 @@ def _resume_and_compare(corpus, reference, out, n_before):
     return done
 
 
+def _run_to_random_step(corpus, out):
+    """Start the two ranks and wait until they pass a random step k (seed printed on failure).
+    Returns (procs, k, seed)."""
+    seed = int.from_bytes(os.urandom(2), "little")
+    k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
+    procs = start_ranks(corpus, out)
+    wait_for_steps(out, procs[0], k)
+    return procs, k, seed
+
+
 @pytest.mark.slow
 def test_two_ranks_sigkilled_at_random_step_resume_exactly(small_corpus, reference_2ranks, tmp_path):
     out = str(tmp_path / "killed")
-    seed = int.from_bytes(os.urandom(2), "little")
-    k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
-    procs = start_ranks(small_corpus, out)
-    wait_for_steps(out, procs[0], k)
+    procs, k, seed = _run_to_random_step(small_corpus, out)
     for p in procs:  # the whole job is preempted
         os.killpg(p.pid, signal.SIGKILL)
     for p in procs:
@@ -57,10 +64,7 @@ def test_two_ranks_sigkilled_at_random_step_resume_exactly(small_corpus, referen
 @pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_then_resumes_exactly(small_corpus, reference_2ranks, tmp_path):
     out = str(tmp_path / "stopped")
-    seed = int.from_bytes(os.urandom(2), "little")
-    k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
-    procs = start_ranks(small_corpus, out)
-    wait_for_steps(out, procs[0], k)
+    procs, k, seed = _run_to_random_step(small_corpus, out)
     os.killpg(procs[1].pid, signal.SIGTERM)  # rank 1's node only (and its loader worker)
     wait_ranks(procs, out, timeout=120)  # both stop cleanly
     assert "stopping after a checkpoint" in rank_console(out, 0)
