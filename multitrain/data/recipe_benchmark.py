@@ -281,6 +281,7 @@ def build_trainer(cfg):
     # The engine is imported here, not at the top: multitrain.data must not need it.
     from ..engine.trainer import Trainer
 
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     return Trainer(cfg)
 
 

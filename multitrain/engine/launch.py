@@ -55,6 +55,7 @@ def main_worker(cfg) -> Dict[str, Dict[str, float]]:
     rank = du.get_rank()
     setup_logging(cfg.OUTPUT_DIR, rank)
     seed_everything(cfg.RNG_SEED + rank)
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     if cfg.NUM_GPUS == 0 and "OMP_NUM_THREADS" not in os.environ:  # share the cores between ranks
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, du.get_local_world_size())))
     logger.info("command line: %s", " ".join(sys.argv))

@@ -52,6 +52,7 @@ def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, devi
     cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
     cfg.MVIT.ATTENTION_IMPL = impl
     cfg.MODEL.ACT_CHECKPOINT = act_checkpoint
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     dev = torch.device(device)
     model = build_model(cfg).to(dev).train()
     criterion = build_loss(cfg, model).to(dev)
@@ -86,7 +87,8 @@ def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, devi
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024
     return {"impl": impl, "device": device, "amp": amp_dtype or "fp32",
-            "act_checkpoint": act_checkpoint, "batch": batch, "sec_per_step": seconds,
+            "act_checkpoint": act_checkpoint, "cudnn_benchmark": bool(cfg.CUDNN_BENCHMARK),
+            "batch": batch, "sec_per_step": seconds,
             "sec_per_clip": seconds / batch, "clips_per_sec": batch / seconds,
             "cpu_sec_per_clip": cpu_seconds / batch, "threads": threads,
             "load_avg": max(load_before, os.getloadavg()[0]),

@@ -1,0 +1,153 @@
+"""On a CUDA device: the model, the device-side clip recipe and a training run give what the
+CPU gives. Skipped where torch sees no GPU (CI has none); run with ``pytest -m cuda``.
+
+Tolerances: CPU and GPU kernels sum in different orders, cuDNN convolutions use TF32 by
+default (torch's ``cudnn.allow_tf32``), and bf16 keeps 8 bits of mantissa.
+"""
+import os
+import sys
+
+import pytest
+import torch
+
+from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
+
+# The model tests' small models and the end-to-end tests' run helpers.
+sys.path[:0] = [os.path.join(REPO, "tests", "models"), os.path.join(REPO, "tests", "engine")]
+from model_helpers import multitrain_tiny, official_tiny, perturb_  # noqa: E402
+from test_training_e2e import (RUN_NET, _final_state, _opts, _run,  # noqa: E402
+                               _train_losses, _wait_all)
+from multitrain.config import load_config  # noqa: E402
+from multitrain.data.loader import build_loader  # noqa: E402
+from multitrain.engine.batch import move_batch, prepare_eval_inputs, prepare_train_batch  # noqa: E402
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+CUDA = torch.device("cuda")
+RECIPE = ["AUG.ENABLE", "True", "AUG.AA_TYPE", "rand-m7-n4-mstd0.5-inc1", "AUG.RE_PROB", "0.5",
+          "AUG.NUM_SAMPLE", "2", "MIXUP.ENABLE", "False", "TRAIN.BATCH_SIZE", "6",
+          "TEST.BATCH_SIZE", "6", "DATA_LOADER.NUM_WORKERS", "0", "AUG.ON_DEVICE", "True"]
+
+
+def _rel_err(a, b):
+    a, b = a.double().cpu(), b.double().cpu()
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture
+def exact_fp32():
+    """fp32 without TF32 in convolutions, so CPU and GPU differ by summation order only."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.parametrize("build", [multitrain_tiny, official_tiny], ids=["multitrain", "official"])
+def test_model_on_cuda_matches_cpu(build, exact_fp32):
+    torch.manual_seed(0)
+    model = perturb_(build()).train()
+    x = torch.randn(2, 3, 8, 32, 32)
+    ref = model.forward_features(x)
+    ref.pow(2).sum().backward()
+    ref_grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    model.zero_grad()
+    gpu = model.to(CUDA)
+    out = gpu.forward_features(x.to(CUDA))
+    out.pow(2).sum().backward()
+    grads = torch.cat([p.grad.flatten() for p in gpu.parameters() if p.grad is not None])
+    print(f"fp32 cuda vs cpu: features {_rel_err(out, ref):.2e}, grads {_rel_err(grads, ref_grads):.2e}")
+    assert _rel_err(out, ref) < 1e-5
+    assert _rel_err(grads, ref_grads) < 1e-4
+
+
+@pytest.mark.parametrize("build", [multitrain_tiny, official_tiny], ids=["multitrain", "official"])
+def test_bf16_sdpa_on_cuda_matches_fp32_reference_attention(build):
+    """The fused kernels under bf16 autocast against the plain attention in fp32."""
+    torch.manual_seed(0)
+    model = perturb_(build()).eval().to(CUDA)
+    x = torch.randn(4, 3, 8, 32, 32, device=CUDA)
+    with torch.no_grad():
+        model.set_attention_impl("reference")
+        ref = model.forward_features(x)
+        model.set_attention_impl("sdpa")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            fused = model.forward_features(x)
+    err = _rel_err(fused.float(), ref)
+    print(f"bf16 sdpa vs fp32 reference: {err:.2e}")
+    assert torch.isfinite(fused).all() and err < 3e-2
+
+
+def _cfg(corpus, tmp_path):
+    over = corpus_overrides(corpus, str(tmp_path))
+    test_data = ["DATA.PATH_TO_DATA_DIR", over[1][0], "DATA.PATH_PREFIX", over[3][0],
+                 "DATA.NUM_CLASSES", "6"]
+    return load_config(DEMO_CONFIG, over + test_data + RECIPE)
+
+
+def _first_batch(cfg, split):
+    loader = build_loader(cfg, split)
+    loader.sampler.set_epoch(1)
+    return next(iter(loader))
+
+
+def _assert_clips_close(gpu, cpu, what):
+    """Normalised clips: one grey level is ~0.017. Rounding to uint8 between the ops can
+    flip a pixel by a level where CPU and GPU interpolation differ in the last bits."""
+    diff = (gpu.cpu() - cpu).abs()
+    level = 1 / 255 / 0.225
+    frac = (diff > 1.5 * level).float().mean().item()
+    print(f"{what}: mean |diff| {diff.mean().item() / level:.4f} levels, "
+          f"max {diff.max().item() / level:.1f} levels, {frac:.2e} beyond 1.5 levels")
+    assert diff.mean().item() < 0.05 * level
+    assert frac < 1e-3
+
+
+def test_train_recipe_on_cuda_matches_cpu(small_corpus, tmp_path):
+    cfg = _cfg(small_corpus, tmp_path)
+    raw = _first_batch(cfg, "train")
+    cpu = prepare_train_batch(raw, cfg, seed=(0, 1, 0))
+    gpu = prepare_train_batch(move_batch(raw, CUDA), cfg, seed=(0, 1, 0))
+    assert gpu["inputs"].device.type == "cuda" and gpu["inputs"].shape == cpu["inputs"].shape
+    _assert_clips_close(gpu["inputs"], cpu["inputs"], "train clips")
+    for name in cpu["labels"]:
+        assert torch.equal(gpu["labels"][name].cpu(), cpu["labels"][name])
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_eval_views_on_cuda_match_cpu(small_corpus, tmp_path, split):
+    cfg = _cfg(small_corpus, tmp_path)
+    raw = _first_batch(cfg, split)
+    cpu = prepare_eval_inputs(raw, cfg)
+    gpu = prepare_eval_inputs(move_batch(raw, CUDA), cfg)
+    _assert_clips_close(gpu, cpu, f"{split} views")
+
+
+def _train(corpus, out, extra):
+    _wait_all([_run([RUN_NET, "--cfg", DEMO_CONFIG] + _opts(corpus, out, extra))])
+
+
+def test_one_gpu_takes_the_cpu_training_step(small_corpus, tmp_path):
+    """NUM_GPUS 1 (fp32, recipe on the GPU) vs NUM_GPUS 0: same loss and updated weights
+    to within TF32 convolution and kernel rounding."""
+    cpu_out, gpu_out = str(tmp_path / "cpu"), str(tmp_path / "gpu")
+    _train(small_corpus, cpu_out, [])
+    _train(small_corpus, gpu_out, ["NUM_GPUS", "1", "AUG.ON_DEVICE", "True"])
+    ref, got = _train_losses(cpu_out), _train_losses(gpu_out)
+    a, b = _final_state(cpu_out), _final_state(gpu_out)
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    print(f"1 GPU vs CPU: loss {got} vs {ref}, max weight difference {worst:.2e}")
+    assert got == pytest.approx(ref, rel=2e-3)
+    assert worst < 1e-3
+
+
+def test_bf16_gpu_training_writes_cpu_loadable_checkpoints(small_corpus, tmp_path):
+    out = str(tmp_path / "bf16")
+    _train(small_corpus, out, ["NUM_GPUS", "1", "AUG.ON_DEVICE", "True",
+                               "TRAIN.MIXED_PRECISION", "True",
+                               "TRAIN.MIXED_PRECISION_DTYPE", "bfloat16"])
+    losses = _train_losses(out)
+    state = _final_state(out)  # weights_only=True, map_location="cpu"
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert all(v.device.type == "cpu" and torch.isfinite(v.float()).all() for v in state.values())
