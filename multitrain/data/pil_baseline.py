@@ -1,10 +1,11 @@
 """The original's per-frame PIL clip recipe, as a reference for tests and the benchmark.
 
 This is how PySlowFast/MultiTrain ran the train recipe: every decoded frame becomes a PIL
-image, RandAugment applies each drawn op to each frame with PIL (timm's op functions:
-ImageOps / ImageEnhance / ``Image.transform``), the frames go back to a tensor, the WHOLE
-decoded clip is normalised in float, then cropped and resized with
-``F.interpolate(bilinear)``, flipped and erased. It takes the same
+image (torchvision's ``to_pil_image`` of the channel-first frame), RandAugment applies
+each drawn op to each frame with PIL (timm's op functions: ImageOps / ImageEnhance /
+``Image.transform``), each frame goes back with ``to_tensor`` (float in [0, 1]) and the
+frames are stacked, the WHOLE decoded clip is normalised in float, then cropped and
+resized with ``F.interpolate(bilinear)``, flipped and erased. It takes the same
 :class:`~multitrain.data.transforms.TrainClipParams` as the tensor recipe, so the two can
 be compared draw for draw. Not used in training.
 """
@@ -15,6 +16,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TVF
 from PIL import Image, ImageEnhance, ImageOps
 
 from .transforms import geometry as G
@@ -65,14 +67,20 @@ def pil_apply_op(img: Image.Image, name: str, arg, kernel: str = "bicubic",
                          fillcolor=fillcolor)
 
 
+def _augment_images(images: List[Image.Image], params: RandAugmentParams,
+                    fill: int) -> List[Image.Image]:
+    """Each drawn op, in order, on every frame."""
+    hw = (images[0].height, images[0].width)
+    for name, magnitude, sign, kernel in params.active():
+        arg = op_arguments(name, magnitude, sign, hw)
+        images = [pil_apply_op(im, name, arg, kernel, fill) for im in images]
+    return images
+
+
 def pil_rand_augment(clip: torch.Tensor, params: RandAugmentParams,
                      fill: int = 128) -> torch.Tensor:
     """Per-frame PIL RandAugment. clip: uint8 [T, H, W, 3] -> uint8 [T, H, W, 3]."""
-    frames = [Image.fromarray(f) for f in clip.cpu().numpy()]
-    hw = tuple(clip.shape[1:3])
-    for name, magnitude, sign, kernel in params.active():
-        arg = op_arguments(name, magnitude, sign, hw)
-        frames = [pil_apply_op(f, name, arg, kernel, fill) for f in frames]
+    frames = _augment_images([Image.fromarray(f) for f in clip.cpu().numpy()], params, fill)
     return torch.from_numpy(np.stack([np.asarray(f) for f in frames]))
 
 
@@ -82,10 +90,11 @@ def pil_train_clip(clip: torch.Tensor, params, recipe) -> torch.Tensor:
     clip: uint8 [T, H, W, 3]; params: ``recipe.draw(...)``; recipe: a TrainClipRecipe
     (its sizes, normalisation and fill are used). Returns float32 [3, T, S, S].
     """
-    frames = clip
+    chw = clip.cpu().permute(0, 3, 1, 2)  # the original's conversions, frame by frame
+    images = [TVF.to_pil_image(frame) for frame in chw]
     if params.rand_augment:
-        frames = pil_rand_augment(clip, params.rand_augment, recipe.fill)
-    x = frames.float() / 255.0
+        images = _augment_images(images, params.rand_augment, recipe.fill)
+    x = torch.stack([TVF.to_tensor(im) for im in images]).permute(0, 2, 3, 1)  # [T, H, W, 3]
     x = (x - torch.tensor(recipe.mean)) / torch.tensor(recipe.std)  # whole decoded frames
     x = x.permute(3, 0, 1, 2)  # [3, T, H, W]
     crop = params.crop

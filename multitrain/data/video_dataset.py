@@ -269,7 +269,9 @@ class VideoDataset(Dataset):
         else:
             k = self.num_samples if self.split == "train" else 1
             g_aug = recipe_generator(aug_seed)
-            out["frames"] = torch.stack([self.transform(frames, g_aug) for _ in range(k)])
+            many = getattr(self.transform, "sample", None)  # TrainClipRecipe: no stacking copy
+            out["frames"] = (many(frames, g_aug, k) if many is not None else
+                             torch.stack([self.transform(frames, g_aug) for _ in range(k)]))
         return out
 
     # ------------------------------------------------------------------ test

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -160,14 +160,16 @@ def uniform_crop_offsets(hw: Tuple[int, int], crop: int, spatial_idx: int) -> Tu
     return top, left
 
 
-def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """In place ``(x / 255 - mean) / std`` per channel. x: float [3, ...] in [0, 255]."""
+def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` per channel, in place or into ``out`` (same shape).
+    x: float [3, ...] in [0, 255]. Returns the result."""
     shape = (3,) + (1,) * (x.dim() - 1)
     scale = [1.0 / (255.0 * s) for s in std]
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=x.dtype, device=x.device)
     scale = torch.tensor(scale, dtype=x.dtype, device=x.device)
     # one pass: x * 1 / (255 std) - mean / std (the original: (x / 255 - mean) / std)
-    return torch.addcmul(shift.view(shape), x, scale.view(shape), out=x)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape), out=x if out is None else out)
 
 
 def eval_view(clip: torch.Tensor, spatial_idx: int, num_crops: int, *, crop_size: int,

@@ -154,9 +154,11 @@ class TrainClipRecipe:
         return TrainClipParams(hw, ra, crop, flip, erasing)
 
     # ---------------------------------------------------------------------- applying
-    def apply(self, clip: torch.Tensor, params: TrainClipParams) -> torch.Tensor:
+    def apply(self, clip: torch.Tensor, params: TrainClipParams,
+              out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Deterministic part. clip: uint8 [T, H, W, 3] on any device -> float32
-        [3, T, S, S] normalised, on the clip's device."""
+        [3, T, S, S] normalised, on the clip's device (written into ``out`` if given:
+        a float32 [3, T, S, S] tensor, e.g. a row of a batch, which saves a copy)."""
         if clip.dtype != torch.uint8 or clip.dim() != 4 or clip.shape[-1] != 3:
             raise ValueError(f"clip must be uint8 [T, H, W, 3], got {clip.dtype} "
                              f"{tuple(clip.shape)}")
@@ -164,13 +166,13 @@ class TrainClipRecipe:
             raise ValueError(f"params were drawn for frames {params.frame_hw}, clip is "
                              f"{tuple(clip.shape[1:3])}")
         if self.crop_first:
-            out, flipped = self._crop_first(clip, params), False
+            x, flipped = self._crop_first(clip, params), False
         else:
-            out, flipped = self._paper_order(clip, params)
+            x, flipped = self._paper_order(clip, params)
         if params.flip and not flipped:
-            out = out.flip(-1)
-        G.normalize_(out, self.mean, self.std)
-        return apply_erasing(out, params.erasing)
+            x = x.flip(-1)
+        x = G.normalize_(x, self.mean, self.std, out=out)
+        return apply_erasing(x, params.erasing)
 
     def _paper_order(self, clip: torch.Tensor, p: TrainClipParams) -> Tuple[torch.Tensor, bool]:
         """(float [3, T, S, S] in [0, 255], whether the flip is already applied)."""
@@ -207,16 +209,32 @@ class TrainClipRecipe:
         """Draw and apply: uint8 [T, H, W, 3] -> float32 [3, T, S, S]."""
         return self.apply(clip, self.draw(generator, clip.shape[1:3]))
 
+    def sample(self, clip: torch.Tensor, generator: torch.Generator, k: int) -> torch.Tensor:
+        """``k`` clips of one decoded video (``AUG.NUM_SAMPLE``): the draws of each in
+        turn from ``generator``, then float32 [k, 3, T, S, S]."""
+        params = [self.draw(generator, clip.shape[1:3]) for _ in range(k)]
+        return self.apply_many([clip] * k, params)
+
     def apply_many(self, clips: Sequence[torch.Tensor],
                    params: Sequence[TrainClipParams]) -> torch.Tensor:
-        """Clips of possibly different sizes -> float32 [N, 3, T, S, S].
+        """Clips of possibly different sizes (and one length) -> float32 [N, 3, T, S, S].
 
-        Each clip runs the same deterministic code as :meth:`apply` on its own device (the
-        per-clip ops are already whole-clip tensor ops; clips of one size could later be
-        stacked op by op)."""
+        Each clip runs the same deterministic code as :meth:`apply` on its own device and
+        is written straight into its row of the result (the per-clip ops are already
+        whole-clip tensor ops; clips of one size could later be stacked op by op)."""
         if len(clips) != len(params):
             raise ValueError(f"apply_many: {len(clips)} clips but {len(params)} params")
-        return torch.stack([self.apply(c, p) for c, p in zip(clips, params)])
+        if not clips:
+            raise ValueError("apply_many: no clips")
+        lengths = {int(c.shape[0]) for c in clips}
+        if len(lengths) != 1:
+            raise ValueError(f"apply_many: clips of different lengths {sorted(lengths)}")
+        S = self.crop_size
+        out = torch.empty((len(clips), 3, lengths.pop(), S, S), dtype=torch.float32,
+                          device=clips[0].device)
+        for row, clip, p in zip(out, clips, params):
+            self.apply(clip, p, out=row)
+        return out
 
 
 class EvalViewTransform:
