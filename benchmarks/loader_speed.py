@@ -13,9 +13,11 @@ machine load hits all of them alike, with the SAME draws for (b), (c) and (d):
   (c) decode + the original's per-frame PIL recipe (``multitrain.data.pil_baseline``);
   (d) decode + our recipe with ``crop_first`` (faster, NOT the paper's recipe).
 
-Without ``--video`` a 10 s 426x320 30 fps H.264 file with moving texture (~0.5 Mbit/s)
-is written to a temporary folder (PyAV), with a keyframe every ``--gop`` frames (default:
-as ``datasets/resize_videos.py`` writes them; ``--gop 0``: x264's default). Prints videos/s and clips/s and the ratios.
+Without ``--video`` a 10 s 426x320 30 fps H.264 file with moving texture (~1 Mbit/s) is
+written to a temporary folder (PyAV) with the encoder options of
+``datasets/resize_videos.py``: a keyframe every ``--gop`` frames (``--gop 0``: x264's
+default), x264's fastdecode tuning unless ``--no-fast-decode``. Prints videos/s and
+clips/s and the ratios.
 """
 from __future__ import annotations
 
@@ -33,41 +35,55 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from multitrain.data.pil_baseline import pil_train_clip  # noqa: E402
-from multitrain.data.prepare import DEFAULT_KEYINT  # noqa: E402
+from multitrain.data.prepare import (DEFAULT_FAST_DECODE, DEFAULT_KEYINT,  # noqa: E402
+                                     encoder_options)
 from multitrain.data.transforms import TrainClipRecipe  # noqa: E402
 
 NUM_FRAMES, RATE, NUM_SAMPLE = 32, 3, 2
 
 
-def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30,
-                    gop: int = DEFAULT_KEYINT) -> None:
-    """Moving multi-scale texture: about 0.5 Mbit/s, closer to real 320p videos than flat
-    synthetic pictures (which decode several times faster). ``gop``: keyframe interval,
-    by default that of ``datasets/resize_videos.py``; 0 = x264's default (up to 250)."""
-    import av
-
+def texture_frames(seconds: float = 10.0, fps: int = 30, h: int = 320, w: int = 426):
+    """Moving multi-scale texture, uint8 [h, w, 3] frames: about 0.7-1 Mbit/s in H.264 at
+    crf 23, closer to real 320p videos than flat synthetic pictures (which decode several
+    times faster)."""
     rng = np.random.default_rng(0)
-    h, w = 320, 426
     base = rng.integers(0, 256, (h // 8 + 4, w // 8 + 4, 3), dtype=np.uint8)
     base = np.kron(base, np.ones((8, 8, 1), np.uint8))
     fine = rng.integers(0, 256, (h + 64, w + 64, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:h, 0:w]
-    container = av.open(path, "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    if gop > 0:
-        stream.codec_context.gop_size = int(gop)
+    xx = np.mgrid[0:h, 0:w][1]
     for i in range(int(seconds * fps)):
         dx, dy = i % 64, (2 * i) % 16
         img = (base[dy:dy + h, dx // 4:dx // 4 + w].astype(np.int16) // 2
                + fine[dy:dy + h, dx:dx + w] // 16
                + ((xx + 3 * i) % 128)[..., None] // 2)
-        frame = np.clip(img, 0, 255).astype(np.uint8)
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode_video(path: str, frames, fps: int, options: dict) -> None:
+    """H.264 file of uint8 [h, w, 3] frames with libx264 ``options`` (PyAV)."""
+    import av
+
+    container = av.open(path, "w")
+    stream = None
+    for frame in frames:
+        if stream is None:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+            stream.options = options
         for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
     container.close()
+
+
+def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30,
+                    gop: int = DEFAULT_KEYINT, fast_decode: bool = DEFAULT_FAST_DECODE) -> None:
+    """:func:`texture_frames` encoded with the options of ``datasets/resize_videos.py``.
+    ``gop``: keyframe interval, 0 = x264's default (up to 250); ``fast_decode``: x264's
+    fastdecode tuning, as the resizer's default."""
+    encode_video(path, texture_frames(seconds, fps), fps,
+                 encoder_options("libx264", 23, gop, fast_decode))
 
 
 def decode(path: str, generator: torch.Generator) -> torch.Tensor:
@@ -168,6 +184,9 @@ def main(argv=None) -> None:
     ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
                     help="keyframe interval of the generated video (default: that of "
                     "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
+    ap.add_argument("--no-fast-decode", dest="fast_decode", action="store_false",
+                    help="generate the video without x264's fastdecode tuning (the "
+                    "resizer's --no-fast-decode)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time each RandAugment op and the crop/resize of (b)")
@@ -176,7 +195,7 @@ def main(argv=None) -> None:
         path = args.video
         if path is None:
             path = os.path.join(tmp, "k400_like_320p.mp4")
-            make_320p_video(path, gop=args.gop)
+            make_320p_video(path, gop=args.gop, fast_decode=args.fast_decode)
         sec = run(path, args.videos)
         report(sec, args.videos)
         if args.breakdown:

@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402  (before decord)
 
 from loader_speed import make_320p_video  # noqa: E402
-from multitrain.data.prepare import DEFAULT_KEYINT  # noqa: E402
+from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT  # noqa: E402
 from multitrain.data import recipe_benchmark as rb  # noqa: E402
 
 DEFAULT_CFGS = ("configs/Kinetics/MVITV2_B_32x3.yaml",
@@ -52,9 +52,9 @@ def default_cfg() -> str:
     raise FileNotFoundError(f"none of {DEFAULT_CFGS} exists: pass --cfg")
 
 
-def video_maker(seconds: float, gop: int):
-    """``make_320p_video`` with our length and keyframe interval."""
-    return lambda path: make_320p_video(path, seconds=seconds, gop=gop)
+def video_maker(seconds: float, gop: int, fast_decode: bool = DEFAULT_FAST_DECODE):
+    """``make_320p_video`` with our length, keyframe interval and tuning."""
+    return lambda path: make_320p_video(path, seconds=seconds, gop=gop, fast_decode=fast_decode)
 
 
 def parse_args(argv=None):
@@ -66,6 +66,9 @@ def parse_args(argv=None):
     ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
                     help="keyframe interval of the videos (default: that of "
                     "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
+    ap.add_argument("--no-fast-decode", dest="fast_decode", action="store_false",
+                    help="videos without x264's fastdecode tuning (the resizer's "
+                    "--no-fast-decode)")
     ap.add_argument("--items", type=int, default=12, help="samples timed per worker pipeline")
     ap.add_argument("--batch", type=int, default=8, help="samples (videos) per device batch")
     ap.add_argument("--repeats", type=int, default=3, help="timed device calls (median)")
@@ -89,7 +92,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="recipe_speed_") as tmp:
         probe = rb.benchmark_config(cfg_file, {"dir": tmp, "prefix": tmp}, args.batch,
                                     args.device, os.path.join(tmp, "out"), args.amp, args.opts)
-        corpus = rb.write_corpus(tmp, args.videos, video_maker(args.seconds, args.gop),
+        corpus = rb.write_corpus(tmp, args.videos, video_maker(args.seconds, args.gop, args.fast_decode),
                                  rows=max(args.videos, args.batch),
                                  num_classes=rb.min_num_classes(probe),
                                  separator=probe.DATA.PATH_LABEL_SEPARATOR)

@@ -369,20 +369,32 @@ def target_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
 DEFAULT_KEYINT = 32
 
 
-def _encoder_options(codec: str, crf: int, keyint: int = DEFAULT_KEYINT) -> Dict[str, str]:
+# x264's "fastdecode" tuning (CAVLC instead of CABAC, no deblocking filter, no weighted
+# prediction): a loader worker decodes such files ~1.6x faster (0.069 s against 0.114 s per
+# 32x3 span, docs/BENCHMARKS.md, "Decoding"), for bigger files (1.46x on the benchmark's
+# noisy texture; the same crf, so the same quantisation). Decoding is all of a worker's
+# work when the clip recipe runs on the GPU (AUG.ON_DEVICE).
+DEFAULT_FAST_DECODE = True
+
+
+def encoder_options(codec: str, crf: int, keyint: int = DEFAULT_KEYINT,
+                    fast_decode: bool = DEFAULT_FAST_DECODE) -> Dict[str, str]:
+    """The encoder options of our resized videos (also used by the loader benchmarks)."""
     gop = {"g": str(int(keyint))} if keyint and keyint > 0 else {}
     if codec == "libx264":
-        return {"crf": str(crf), "preset": "veryfast", **gop}
+        tune = {"tune": "fastdecode"} if fast_decode else {}
+        return {"crf": str(crf), "preset": "veryfast", **tune, **gop}
     # VP9 in constant-quality mode at its fastest setting; crf scale differs from x264's.
     return {"crf": str(min(63, crf + 9)), "b": "0", "deadline": "realtime", "cpu-used": "8",
             **gop}
 
 
 def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
-                 upscale: bool = False, keyint: int = DEFAULT_KEYINT) -> str:
+                 upscale: bool = False, keyint: int = DEFAULT_KEYINT,
+                 fast_decode: bool = DEFAULT_FAST_DECODE) -> str:
     """Re-encode ``src`` into ``dst`` with the short side ``short_side`` (every frame kept,
     timestamps kept, audio dropped), a keyframe at least every ``keyint`` frames (0 = the
-    encoder's default). A video whose short side is already <= the target is
+    encoder's default), x264's fastdecode tuning if ``fast_decode``. A video whose short side is already <= the target is
     copied unchanged unless ``upscale``. Writes a temp file then renames, so an existing
     ``dst`` is always complete. Returns "resized" or "copied"."""
     import av
@@ -403,7 +415,8 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, dst)
                 return "copied"
-            _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf, keyint)
+            _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf, keyint,
+                       fast_decode)
         os.replace(tmp, dst)
         return "resized"
     finally:
@@ -412,7 +425,7 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
 
 
 def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
-               keyint: int = DEFAULT_KEYINT) -> None:
+               keyint: int = DEFAULT_KEYINT, fast_decode: bool = DEFAULT_FAST_DECODE) -> None:
     """Decode every frame of stream ``vin``, scale to ``size``, encode into ``path``."""
     import av
 
@@ -422,7 +435,7 @@ def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
     with av.open(path, mode="w", format=fmt) as out:
         vout = out.add_stream(codec, rate=rate)
         vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.options = _encoder_options(codec, crf, keyint)
+        vout.options = encoder_options(codec, crf, keyint, fast_decode)
         # The source's time base keeps every timestamp exact (variable frame rates too).
         vout.codec_context.time_base = time_base
         last = None
@@ -455,17 +468,19 @@ class ResizeReport:
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (source path, error)
 
 
-def _resize_task(task: Tuple[str, str, int, int, int]) -> Tuple[str, str, str]:
-    src, dst, short_side, crf, keyint = task
+def _resize_task(task: Tuple[str, str, int, int, int, bool]) -> Tuple[str, str, str]:
+    src, dst, short_side, crf, keyint, fast_decode = task
     try:
-        return src, resize_video(src, dst, short_side, crf, keyint=keyint), ""
+        return src, resize_video(src, dst, short_side, crf, keyint=keyint,
+                                 fast_decode=fast_decode), ""
     except Exception as e:  # noqa: BLE001 - every failure is reported with its file
         return src, "failed", f"{type(e).__name__}: {e}"
 
 
 def resize_videos(src_root: str, dst_root: str, short_side: int = 320, workers: int = 0,
                   crf: int = 23, files: Optional[Iterable[str]] = None, out_ext: str = "",
-                  progress: bool = True, keyint: int = DEFAULT_KEYINT) -> ResizeReport:
+                  progress: bool = True, keyint: int = DEFAULT_KEYINT,
+                  fast_decode: bool = DEFAULT_FAST_DECODE) -> ResizeReport:
     """Resize every video under ``src_root`` into the same relative path under ``dst_root``
     (``out_ext`` such as ".mp4" changes the extension), in parallel over files.
 
@@ -481,7 +496,7 @@ def resize_videos(src_root: str, dst_root: str, short_side: int = 320, workers: 
         if os.path.isfile(dst) and os.path.getsize(dst) > 0:
             report.skipped += 1
         else:
-            tasks.append((os.path.join(src_root, rel), dst, short_side, crf, keyint))
+            tasks.append((os.path.join(src_root, rel), dst, short_side, crf, keyint, fast_decode))
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     results = pool_map(_resize_task, tasks, workers, f"resize to {short_side}p", progress,
                        ordered=False, chunksize=1)

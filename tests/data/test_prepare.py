@@ -205,6 +205,20 @@ def test_resize_sets_the_keyframe_interval(source_videos, tmp_path):
     assert _keyframes(tmp_path / "k0.mp4") == [0]  # x264's default: one keyframe here
 
 
+def test_resize_uses_x264_fastdecode_unless_told_not_to(source_videos, tmp_path):
+    """x264 writes its settings into the stream (an SEI message): the fast-decode files use
+    CAVLC and no deblocking filter; --no-fast-decode keeps x264's defaults."""
+    root, _ = source_videos
+    resize_video(str(root / "a.mp4"), str(tmp_path / "fast.mp4"), short_side=64)
+    resize_video(str(root / "a.mp4"), str(tmp_path / "slow.mp4"), short_side=64,
+                 fast_decode=False)
+    fast, slow = (open(tmp_path / n, "rb").read() for n in ("fast.mp4", "slow.mp4"))
+    assert b"cabac=0" in fast and b"deblock=0:" in fast
+    assert b"cabac=1" in slow and b"deblock=1:" in slow
+    for name in ("fast.mp4", "slow.mp4"):  # both decode to every frame
+        assert len(decord.VideoReader(str(tmp_path / name))) == 17
+
+
 def test_resize_videos_parallel_skip_and_errors(source_videos, tmp_path, capsys):
     root, _ = source_videos
     out = tmp_path / "out"
