@@ -394,8 +394,8 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
                  fast_decode: bool = DEFAULT_FAST_DECODE) -> str:
     """Re-encode ``src`` into ``dst`` with the short side ``short_side`` (every frame kept,
     timestamps kept, audio dropped), a keyframe at least every ``keyint`` frames (0 = the
-    encoder's default), x264's fastdecode tuning if ``fast_decode``. A video whose short side is already <= the target is
-    copied unchanged unless ``upscale``. Writes a temp file then renames, so an existing
+    encoder's default), with x264's fastdecode tuning if ``fast_decode``. A video whose
+    short side is already <= the target is copied unchanged unless ``upscale``. Writes a temp file then renames, so an existing
     ``dst`` is always complete. Returns "resized" or "copied"."""
     import av
 
