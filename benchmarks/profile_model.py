@@ -15,8 +15,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from multitrain.config import get_cfg, merge  # noqa: E402
-from multitrain.models import build_loss, build_model  # noqa: E402
-from multitrain.models.benchmark import _labels  # noqa: E402
+from multitrain.models.benchmark import build_train_step  # noqa: E402
 from multitrain.models.conformance import find_config  # noqa: E402
 
 DEFAULT_CFG = "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml"
@@ -42,32 +41,16 @@ def main(argv=None) -> int:
     path = args.cfg if os.path.isfile(args.cfg) else find_config(args.cfg)
     merge(cfg, [path], ["DATA.NUM_FRAMES", args.frames, "DATA.TRAIN_CROP_SIZE", args.crop]
           + list(args.opts))
+    cfg.CUDNN_BENCHMARK = args.cudnn_benchmark
     dev = torch.device(args.device)
-    model = build_model(cfg).to(dev).train()
-    criterion = build_loss(cfg, model).to(dev)
-    x = torch.randn(args.batch, 3, args.frames, args.crop, args.crop, device=dev)
-    labels, masks = _labels(cfg, args.batch, dev)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            out = model(x)
-        sum(criterion(out, labels, masks).values()).backward()
-
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    step = build_train_step(cfg, args.batch, args.device,  # synchronises after each step
+                            None if args.amp == "none" else args.amp)
 
     for _ in range(2):
         step()
-    sync()
     start = time.perf_counter()
     for _ in range(3):
         step()
-    sync()
     step_s = (time.perf_counter() - start) / 3
     acts = [torch.profiler.ProfilerActivity.CPU]
     if dev.type == "cuda":
@@ -75,7 +58,6 @@ def main(argv=None) -> int:
     with torch.profiler.profile(activities=acts) as prof:
         for _ in range(args.steps):
             step()
-        sync()
     key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     print(f"{os.path.basename(path)} at {args.frames}x{args.crop}x{args.crop}, batch "
           f"{args.batch}, {args.amp}, cudnn.benchmark {args.cudnn_benchmark}, on {dev}: "

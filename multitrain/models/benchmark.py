@@ -13,7 +13,7 @@ import os
 import resource
 import statistics
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -38,20 +38,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, device: str,
-             amp_dtype: Optional[str], act_checkpoint: bool, threads: int) -> Dict:
-    """Child process body: build, warm up, time `iters` steps; return the figures."""
-    from yacs.config import CfgNode
-
-    from ..config import get_cfg
+def build_train_step(cfg, batch: int, device: str,
+                     amp_dtype: Optional[str]) -> Callable[[], None]:
+    """The measured step of ``cfg``'s model on random clips and labels: forward in train
+    mode under autocast (``amp_dtype`` "bf16" / "fp16" / None), the real criterion,
+    backward, then a device synchronisation. Sets cudnn.benchmark as training does."""
     from . import build_loss, build_model
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
-    cfg.MVIT.ATTENTION_IMPL = impl
-    cfg.MODEL.ACT_CHECKPOINT = act_checkpoint
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     dev = torch.device(device)
     model = build_model(cfg).to(dev).train()
@@ -68,6 +61,25 @@ def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, devi
         sum(criterion(out, labels, masks).values()).backward()
         if dev.type == "cuda":
             torch.cuda.synchronize()
+
+    return step
+
+
+def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, device: str,
+             amp_dtype: Optional[str], act_checkpoint: bool, threads: int) -> Dict:
+    """Child process body: build, warm up, time `iters` steps; return the figures."""
+    from yacs.config import CfgNode
+
+    from ..config import get_cfg
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
+    cfg.MVIT.ATTENTION_IMPL = impl
+    cfg.MODEL.ACT_CHECKPOINT = act_checkpoint
+    dev = torch.device(device)
+    step = build_train_step(cfg, batch, device, amp_dtype)
 
     if dev.type == "cuda":
         torch.cuda.synchronize()
