@@ -77,6 +77,16 @@ def encode_video(path: str, frames, fps: int, options: dict) -> None:
     container.close()
 
 
+def add_encoding_args(ap: argparse.ArgumentParser) -> None:
+    """``--gop`` and ``--no-fast-decode``: how the generated videos are encoded."""
+    ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
+                    help="keyframe interval of the generated videos (default: that of "
+                    "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
+    ap.add_argument("--no-fast-decode", dest="fast_decode", action="store_false",
+                    help="generate the videos without x264's fastdecode tuning (the "
+                    "resizer's --no-fast-decode)")
+
+
 def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30,
                     gop: int = DEFAULT_KEYINT, fast_decode: bool = DEFAULT_FAST_DECODE) -> None:
     """:func:`texture_frames` encoded with the options of ``datasets/resize_videos.py``.
@@ -181,12 +191,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--video", help="a 320p video (default: a generated 426x320 one)")
     ap.add_argument("--videos", type=int, default=20, help="videos timed (after 2 warm-up)")
-    ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
-                    help="keyframe interval of the generated video (default: that of "
-                    "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
-    ap.add_argument("--no-fast-decode", dest="fast_decode", action="store_false",
-                    help="generate the video without x264's fastdecode tuning (the "
-                    "resizer's --no-fast-decode)")
+    add_encoding_args(ap)
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time each RandAugment op and the crop/resize of (b)")

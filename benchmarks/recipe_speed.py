@@ -36,8 +36,8 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402  (before decord)
 
-from loader_speed import make_320p_video  # noqa: E402
-from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT  # noqa: E402
+from loader_speed import add_encoding_args, make_320p_video  # noqa: E402
+from multitrain.data.prepare import DEFAULT_FAST_DECODE  # noqa: E402
 from multitrain.data import recipe_benchmark as rb  # noqa: E402
 
 DEFAULT_CFGS = ("configs/Kinetics/MVITV2_B_32x3.yaml",
@@ -63,12 +63,7 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu", help="device of the recipe and the step")
     ap.add_argument("--videos", type=int, default=4, help="generated video files")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each video")
-    ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
-                    help="keyframe interval of the videos (default: that of "
-                    "datasets/resize_videos.py; 0 = x264's default, up to 250 frames)")
-    ap.add_argument("--no-fast-decode", dest="fast_decode", action="store_false",
-                    help="videos without x264's fastdecode tuning (the resizer's "
-                    "--no-fast-decode)")
+    add_encoding_args(ap)
     ap.add_argument("--items", type=int, default=12, help="samples timed per worker pipeline")
     ap.add_argument("--batch", type=int, default=8, help="samples (videos) per device batch")
     ap.add_argument("--repeats", type=int, default=3, help="timed device calls (median)")
