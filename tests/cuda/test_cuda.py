@@ -10,24 +10,21 @@ import sys
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, REPO
 
-# The model tests' small models and the end-to-end tests' run helpers.
-sys.path[:0] = [os.path.join(REPO, "tests", "models"), os.path.join(REPO, "tests", "engine")]
+# The model tests' small models, the device-recipe tests' loader config (the seed's recipe
+# at demo size) and the end-to-end tests' run helpers.
+sys.path[:0] = [os.path.join(REPO, "tests", d) for d in ("models", "data", "engine")]
 from model_helpers import multitrain_tiny, official_tiny, perturb_  # noqa: E402
+from test_device_recipe import _cfg, _first_batches  # noqa: E402
 from test_training_e2e import (RUN_NET, _final_state, _opts, _run,  # noqa: E402
                                _train_losses, _wait_all)
-from multitrain.config import load_config  # noqa: E402
-from multitrain.data.loader import build_loader  # noqa: E402
 from multitrain.engine.batch import move_batch, prepare_eval_inputs, prepare_train_batch  # noqa: E402
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 CUDA = torch.device("cuda")
-RECIPE = ["AUG.ENABLE", "True", "AUG.AA_TYPE", "rand-m7-n4-mstd0.5-inc1", "AUG.RE_PROB", "0.5",
-          "AUG.NUM_SAMPLE", "2", "MIXUP.ENABLE", "False", "TRAIN.BATCH_SIZE", "6",
-          "TEST.BATCH_SIZE", "6", "DATA_LOADER.NUM_WORKERS", "0", "AUG.ON_DEVICE", "True"]
 
 
 def _rel_err(a, b):
@@ -79,19 +76,6 @@ def test_bf16_sdpa_on_cuda_matches_fp32_reference_attention(build):
     assert torch.isfinite(fused).all() and err < 3e-2
 
 
-def _cfg(corpus, tmp_path):
-    over = corpus_overrides(corpus, str(tmp_path))
-    test_data = ["DATA.PATH_TO_DATA_DIR", over[1][0], "DATA.PATH_PREFIX", over[3][0],
-                 "DATA.NUM_CLASSES", "6"]
-    return load_config(DEMO_CONFIG, over + test_data + RECIPE)
-
-
-def _first_batch(cfg, split):
-    loader = build_loader(cfg, split)
-    loader.sampler.set_epoch(1)
-    return next(iter(loader))
-
-
 def _assert_clips_close(gpu, cpu, what):
     """Normalised clips: one grey level is ~0.017. Rounding to uint8 between the ops can
     flip a pixel by a level where CPU and GPU interpolation differ in the last bits."""
@@ -105,8 +89,8 @@ def _assert_clips_close(gpu, cpu, what):
 
 
 def test_train_recipe_on_cuda_matches_cpu(small_corpus, tmp_path):
-    cfg = _cfg(small_corpus, tmp_path)
-    raw = _first_batch(cfg, "train")
+    cfg = _cfg(small_corpus, tmp_path, on_device=True)
+    raw = _first_batches(cfg, "train", 1)[0]
     cpu = prepare_train_batch(raw, cfg, seed=(0, 1, 0))
     gpu = prepare_train_batch(move_batch(raw, CUDA), cfg, seed=(0, 1, 0))
     assert gpu["inputs"].device.type == "cuda" and gpu["inputs"].shape == cpu["inputs"].shape
@@ -117,8 +101,8 @@ def test_train_recipe_on_cuda_matches_cpu(small_corpus, tmp_path):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_eval_views_on_cuda_match_cpu(small_corpus, tmp_path, split):
-    cfg = _cfg(small_corpus, tmp_path)
-    raw = _first_batch(cfg, split)
+    cfg = _cfg(small_corpus, tmp_path, on_device=True)
+    raw = _first_batches(cfg, split, 1)[0]
     cpu = prepare_eval_inputs(raw, cfg)
     gpu = prepare_eval_inputs(move_batch(raw, CUDA), cfg)
     _assert_clips_close(gpu, cpu, f"{split} views")
