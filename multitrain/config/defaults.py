@@ -48,6 +48,7 @@ _C.TRAIN.CHECKPOINT_PERIOD = 10  # Epochs between checkpoints (also after the la
 _C.TRAIN.CHECKPOINT_ITER_PERIOD = 0  # Iterations between mid-epoch checkpoints; 0 disables.
 _C.TRAIN.CHECKPOINT_KEEP = 0  # Keep only the newest N checkpoints; 0 keeps all.
 _C.TRAIN.AUTO_RESUME = False  # Resume from the newest complete checkpoint in OUTPUT_DIR.
+_C.TRAIN.LOG_SAMPLES = False  # Append each step's items per rank to OUTPUT_DIR/samples_rank<R>.jsonl.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # Checkpoint to initialise from (original or ours).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False  # With CHECKPOINT_FILE_PATH: start at epoch 0, no optimizer state.
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"  # Checkpoint format; only "pytorch" (accepted for compatibility).

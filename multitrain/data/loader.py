@@ -10,7 +10,9 @@
 
 Sampler contract (used by the trainer for exact resume): the order of an epoch is a pure
 function of ``(RNG_SEED, epoch)``; ``set_epoch(e)`` selects it (and resets the start),
-``set_start_iter(i)`` then skips the first ``i`` batches of this epoch. ``len(loader)``
+``set_start_iter(i)`` then skips the first ``i`` batches of this epoch, and
+``set_start_position(p)`` the first ``p`` items of the epoch's global order, whatever the
+number of ranks that consumed them (the rest is re-sharded over this run's ranks). ``len(loader)``
 stays the full epoch length. Train shards are padded to equal length (as
 DistributedSampler does; the loader drops the last partial batch); val and test shards
 are contiguous and unpadded, so every item is seen exactly once across ranks (ranks may
@@ -54,7 +56,7 @@ class ShardSampler(DistributedSampler):
                  seed: int = 0, batch_size: int = 1, pad: bool = True):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
                          seed=seed, drop_last=False)
-        self.batch_size, self.pad, self.start_iter = int(batch_size), pad, 0
+        self.batch_size, self.pad, self.start_iter, self.start_position = int(batch_size), pad, 0, 0
         n = len(dataset)
         if not pad:
             self.num_samples = (rank + 1) * n // num_replicas - rank * n // num_replicas
@@ -63,7 +65,7 @@ class ShardSampler(DistributedSampler):
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch``'s order and start it from the beginning."""
         super().set_epoch(epoch)
-        self.start_iter = 0
+        self.start_iter, self.start_position = 0, 0
 
     def set_start_iter(self, start_iter: int) -> None:
         """Skip the first ``start_iter`` batches of the current epoch (call after set_epoch)."""
@@ -71,29 +73,46 @@ class ShardSampler(DistributedSampler):
             raise ValueError(f"start_iter must be >= 0, got {start_iter}")
         self.start_iter = int(start_iter)
 
-    def epoch_keys(self) -> List[SampleKey]:
-        """This rank's full list of keys for the current epoch (ignores start_iter)."""
+    def set_start_position(self, position: int) -> None:
+        """Start the current epoch after the first ``position`` items of its global order,
+        consumed by any number of ranks; the rest is sharded over this sampler's ranks
+        (padded with the order's head). For a ``position`` that is a multiple of
+        ``batch_size * num_replicas`` this equals ``set_start_iter(position //
+        (batch_size * num_replicas))``. Train (padded) samplers only; call after set_epoch."""
+        if position < 0 or not self.pad:
+            raise ValueError(f"set_start_position({position}): needs a position >= 0 and a "
+                             "padded (train) sampler")
+        self.start_iter, self.start_position = 0, int(position)
+
+    def global_order(self) -> List[int]:
+        """The current epoch's order of all items, a function of (seed, epoch) only."""
         n = len(self.dataset)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(int(self.seed) + int(self.epoch))
-            order = torch.randperm(n, generator=g).tolist()
-        else:
-            order = list(range(n))
+        if not self.shuffle:
+            return list(range(n))
+        g = torch.Generator().manual_seed(int(self.seed) + int(self.epoch))
+        return torch.randperm(n, generator=g).tolist()
+
+    def epoch_keys(self, start: int = 0) -> List[SampleKey]:
+        """This rank's keys for the current epoch after the first ``start`` items of the
+        global order (ignores start_iter and start_position)."""
+        order = self.global_order()
+        n = len(order)
         if not self.pad:
             lo, hi = self.rank * n // self.num_replicas, (self.rank + 1) * n // self.num_replicas
             return [SampleKey(i, self.epoch, False) for i in order[lo:hi]]
-        flags = [False] * n
-        extra = self.total_size - n
+        rest = order[min(start, n):]
+        flags = [False] * len(rest)
+        extra = -len(rest) % self.num_replicas
         while extra > 0:  # repeat the head of the order, as DistributedSampler does
             take = min(extra, n)
-            order += order[:take]
+            rest += order[:take]
             flags += [True] * take
             extra -= take
-        return [SampleKey(order[p], self.epoch, flags[p])
-                for p in range(self.rank, self.total_size, self.num_replicas)]
+        return [SampleKey(rest[p], self.epoch, flags[p])
+                for p in range(self.rank, len(rest), self.num_replicas)]
 
     def __iter__(self) -> Iterator[SampleKey]:
-        keys = self.epoch_keys()
+        keys = self.epoch_keys(self.start_position)
         return iter(keys[self.start_iter * self.batch_size:])
 
     def __len__(self) -> int:

@@ -41,6 +41,10 @@ def run(cfg, init_method=None) -> int:
         logger.debug("details", exc_info=True)
         print(f"Error ({type(e).__name__}): {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
+        print("Interrupted: stopped without a checkpoint of the step in progress; a resume "
+              "starts from the newest checkpoint in OUTPUT_DIR/checkpoints", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -70,7 +74,7 @@ def main_worker(cfg) -> Dict[str, Dict[str, float]]:
             log_model_info(trainer.model, cfg)
         trainer.resume_or_init()
         results["val"] = trainer.train()
-        if trainer.stop_requested:
+        if trainer.stopping:  # agreed by all ranks: a stop signal skips the test phase
             return results
     if cfg.TEST.ENABLE:
         results["test"] = run_test(cfg)

@@ -5,13 +5,16 @@
     trainer.train()               # epochs of train_step, validation, checkpoints
 
 A step is `GRAD_ACCU_NUM_BATCH` micro-batches (see `train_step.py`). Progress is counted
-in optimizer steps; a mid-epoch checkpoint stores the step index within the epoch, and the
-sampler skips the micro-batches already seen, so a resumed run continues exactly.
+in optimizer steps; a mid-epoch checkpoint stores the step index within the epoch and the
+position in the epoch's global order (videos consumed by all ranks), and the sampler skips
+what was seen, so a resumed run continues exactly. With another number of processes the
+rest of the epoch is re-sharded over them (see `resume_or_init`).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import signal
@@ -36,7 +39,8 @@ from .writers import StatsWriter
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # checkpoint, then stop (SLURM preemption)
+# checkpoint, then stop (SLURM preemption, Ctrl-C; a second Ctrl-C stops at once)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class Trainer:
@@ -59,6 +63,12 @@ class Trainer:
                                                      rank=self.rank)
         self.accum = cfg.TRAIN.GRAD_ACCU_NUM_BATCH
         self.steps_per_epoch = _steps_per_epoch(len(self.train_loader), self.accum, cfg)
+        # videos of the epoch's global order one optimizer step consumes, all ranks together
+        self.videos_per_step = self.accum * self.train_loader.batch_size * self.world_size
+        self.start_position = 0  # videos of start_epoch's order consumed before start_step
+        self._epoch_start = (0, 0)  # (first step, position) of the epoch in progress
+        self._epoch_end = self.steps_per_epoch
+        self._sample_log = None
         self.writer = StatsWriter(cfg, self.rank, iters_per_epoch=self.steps_per_epoch)
         self.start_epoch, self.start_step = 0, 0
         self.stop_requested = False  # set by a signal handler, on this rank only
@@ -70,18 +80,52 @@ class Trainer:
         """Auto-resume from our newest complete checkpoint, else init from a file."""
         state = self.checkpointer.resume_or_init(self.cfg)
         self.start_epoch = int(state.get("start_epoch", 0))
-        self.start_step = int(state.get("start_iter", 0)) // self.accum
+        start_iter = int(state.get("start_iter", 0))
+        saved_world = int(state.get("world_size", len(state.get("rng_states", ())) or self.world_size))
+        if "rng_states" in state and saved_world != self.world_size:
+            self._resume_on_other_world(state, saved_world, start_iter)
+            return
+        self.start_step = start_iter // self.accum
+        self.start_position = int(state.get("epoch_position", self.start_step * self.videos_per_step))
         if "rng_states" in state:  # one entry per rank
             rng.set_rng_state(state["rng_states"][self.rank])
         if self.start_step >= self.steps_per_epoch:
-            self.start_epoch, self.start_step = self.start_epoch + 1, 0
+            self.start_epoch, self.start_step, self.start_position = self.start_epoch + 1, 0, 0
+
+    def _resume_on_other_world(self, state: dict, saved_world: int, start_iter: int) -> None:
+        """Continue a checkpoint written by `saved_world` processes: the epoch resumes after
+        the videos of its global order already consumed, re-sharded over this run's ranks;
+        each rank's generators are seeded from (RNG_SEED, epoch, position, rank)."""
+        cfg = self.cfg
+        old_bs = int(cfg.TRAIN.BATCH_SIZE / saved_world)  # files without a position
+        position = int(state.get("epoch_position", start_iter * old_bs * saved_world))
+        self.start_position = position
+        self.start_step = position // self.videos_per_step
+        logger.warning(
+            "world size changed from %d to %d processes: epoch %d continues after %d videos "
+            "of its order, re-sharded over the %d ranks; the run is therefore not bitwise "
+            "equal to an uninterrupted one", saved_world, self.world_size, self.start_epoch + 1,
+            position, self.world_size)
+        old_batch = int(state.get("global_batch", old_bs * saved_world * self.accum))
+        if old_batch != self.videos_per_step:
+            logger.warning(
+                "effective batch changed from %d to %d videos per step (TRAIN.BATCH_SIZE %d over "
+                "%d processes, GRAD_ACCU_NUM_BATCH %d); the learning rate follows SOLVER.* as "
+                "configured (%.4g at the resume point)", old_batch, self.videos_per_step,
+                cfg.TRAIN.BATCH_SIZE, self.world_size, self.accum,
+                get_lr_at_epoch(cfg, self.start_epoch + position / (self.steps_per_epoch *
+                                                                    self.videos_per_step)))
+        rng.seed_everything(rng.derived_seed(cfg.RNG_SEED, self.start_epoch, position, self.rank))
 
     def save(self, epoch: int, step: Optional[int] = None) -> None:
         """Checkpoint after `epoch` (0-based) ends, or after `step` steps of it."""
-        extra = {"rng_states": du.all_gather_object(rng.get_rng_state())}
+        extra = {"rng_states": du.all_gather_object(rng.get_rng_state()),
+                 "world_size": self.world_size, "global_batch": self.videos_per_step}
         if step is None:
             self.checkpointer.save(epoch, extra=extra)
         else:
+            first, position = self._epoch_start
+            extra["epoch_position"] = position + (step - first) * self.videos_per_step
             self.checkpointer.save(epoch, iteration=step * self.accum, extra=extra)
 
     # ---------------------------------------------------------------- loop
@@ -89,7 +133,11 @@ class Trainer:
         """All epochs; stop signals checkpoint-and-stop only while this runs."""
         previous = self._install_signal_handlers()
         try:
-            return self._train_epochs()
+            last_val = self._train_epochs()
+            if not self.stopping and self._agree_on_stop():  # e.g. during the final validation
+                logger.warning("stop signal after the final checkpoint: training is complete, "
+                               "the test phase is skipped")
+            return last_val
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -98,8 +146,9 @@ class Trainer:
         cfg = self.cfg
         last_val: Dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCH):
-            first_step = self.start_step if epoch == self.start_epoch else 0
-            finished = self.train_epoch(epoch, first_step)
+            resumed = epoch == self.start_epoch
+            first_step = self.start_step if resumed else 0
+            finished = self.train_epoch(epoch, first_step, self.start_position if resumed else None)
             if not finished:  # stopped by a signal after saving a mid-epoch checkpoint
                 return last_val
             last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
@@ -113,13 +162,23 @@ class Trainer:
                 last_val = self.validate(epoch)
         return last_val
 
-    def train_epoch(self, epoch: int, first_step: int = 0) -> bool:
-        """Train one epoch from step `first_step`; False if stopped early by a signal."""
+    def train_epoch(self, epoch: int, first_step: int = 0, position: Optional[int] = None) -> bool:
+        """Train one epoch from step `first_step`, after `position` videos of its global order
+        (default: those of `first_step` steps); False if stopped early by a signal."""
         cfg, accum = self.cfg, self.accum
         self.ddp_model.train()
         sampler = self.train_loader.sampler
         sampler.set_epoch(epoch)
-        sampler.set_start_iter(first_step * accum)
+        if position is None:
+            position = first_step * self.videos_per_step
+        sampler.set_start_position(position)
+        # position in micro-batches of this run beyond first_step's (0 unless the epoch was
+        # begun by another number of processes): keeps the learning rate on the schedule
+        lr_offset = position / (self.videos_per_step // accum) - first_step * accum
+        lr_offset = int(lr_offset) if lr_offset == int(lr_offset) else lr_offset
+        available = len(sampler.epoch_keys(position)) // self.train_loader.batch_size // accum
+        self._epoch_start = (first_step, position)
+        self._epoch_end = min(self.steps_per_epoch, first_step + available)
         # Making an iterator draws the workers' base seed from the global torch RNG, at a
         # point of the stream that differs after a resume (persistent workers draw once per
         # run, not per epoch): keep that draw off the stream dropout and drop-path use.
@@ -127,7 +186,7 @@ class Trainer:
             it = iter(self.train_loader)
         replaced = 0
         t_data = time.perf_counter()
-        for step in range(first_step, self.steps_per_epoch):
+        for step in range(first_step, self._epoch_end):
             micro = [next(it) for _ in range(accum)]
             data_time = time.perf_counter() - t_data
             replaced += sum(int(b.get("num_replaced", 0)) for b in micro)
@@ -137,8 +196,10 @@ class Trainer:
                 self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
                 clip_norm=cfg.SOLVER.CLIP_GRAD_L2NORM, clip_value=cfg.SOLVER.CLIP_GRAD_VAL,
                 amp_dtype=self.amp_dtype, device=self.device,
-                set_lr=lambda i: self._set_lr(epoch, step * accum + i))
+                set_lr=lambda i: self._set_lr(epoch, step * accum + i + lr_offset))
             self.num_skipped_steps += int(res.skipped)
+            if cfg.TRAIN.LOG_SAMPLES:
+                self._log_samples(epoch, step, micro)
             self._log_step(epoch, step, res, data_time, time.perf_counter() - t0, micro)
             done = step + 1
             if self._want_mid_epoch_checkpoint(done):
@@ -182,7 +243,7 @@ class Trainer:
 
     def _want_mid_epoch_checkpoint(self, steps_done: int) -> bool:
         period = self.cfg.TRAIN.CHECKPOINT_ITER_PERIOD
-        if steps_done >= self.steps_per_epoch:  # the end-of-epoch checkpoint follows
+        if steps_done >= self._epoch_end:  # the end-of-epoch checkpoint follows
             return False
         if self._agree_on_stop():
             return True
@@ -216,11 +277,35 @@ class Trainer:
             stats["max_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self.writer.write("train", epoch + (step + 1) / self.steps_per_epoch, stats)
 
+    def _log_samples(self, epoch: int, step: int, micro) -> None:
+        """Append this rank's items of the step (sampler indices, padding excluded) and the
+        epoch position after it to OUTPUT_DIR/samples_rank<R>.jsonl."""
+        items = []
+        for b in micro:
+            k = b["clips_per_video"] if isinstance(b["clips_per_video"], int) else 1
+            items += [int(i) for i, v in zip(b["item"][::k], b["valid"][::k]) if v]
+        first, position = self._epoch_start
+        if self._sample_log is None:
+            path = os.path.join(self.cfg.OUTPUT_DIR, f"samples_rank{self.rank}.jsonl")
+            self._sample_log = open(path, "a")
+        self._sample_log.write(json.dumps({
+            "epoch": epoch, "step": step, "world_size": self.world_size, "items": items,
+            "position": position + (step + 1 - first) * self.videos_per_step}) + "\n")
+        self._sample_log.flush()
+
     def _install_signal_handlers(self) -> dict:
-        """SIGTERM / SIGUSR1 (sent by SLURM before preemption): checkpoint, then stop.
-        Returns the handlers replaced, to be restored."""
+        """SIGTERM / SIGUSR1 (sent by SLURM before preemption) / SIGINT: checkpoint, then
+        stop; a second SIGINT raises KeyboardInterrupt at once. Returns the handlers
+        replaced, to be restored."""
+        interrupts = []
+
         def handler(signum, _frame):
-            logger.warning("received signal %d: will checkpoint after this step and stop", signum)
+            if signum == signal.SIGINT:
+                interrupts.append(signum)
+                if len(interrupts) > 1:
+                    raise KeyboardInterrupt("second Ctrl-C: stopping without a checkpoint")
+            logger.warning("received signal %d: will checkpoint after this step and stop%s", signum,
+                           " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
             self.stop_requested = True
         previous = {}
         for sig in STOP_SIGNALS:

@@ -1,6 +1,6 @@
 """Capture and restore every random number generator a training step touches.
 
-Exact mid-epoch resume (issue 7) needs the generators of torch (CPU), CUDA (every
+Exact mid-epoch resume needs the generators of torch (CPU), CUDA (every
 visible device), numpy's global generator and python's ``random`` module to continue
 where they stopped. The captured state holds only tensors, numbers, strings, lists and
 dicts, so a checkpoint containing it loads with ``torch.load(path, weights_only=True)``.
@@ -11,7 +11,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "capture_rng_state", "restore_rng_state", "get_rng_state",
+__all__ = ["seed_everything", "derived_seed", "capture_rng_state", "restore_rng_state", "get_rng_state",
            "set_rng_state"]
 
 
@@ -20,6 +20,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def derived_seed(*coords: int) -> int:
+    """A 63-bit seed that is a pure function of the integers ``coords`` (non-negative),
+    e.g. (RNG_SEED, epoch, position, rank) for the streams of a resumed rank."""
+    words = np.random.SeedSequence([int(c) for c in coords]).generate_state(2, np.uint64)
+    return int(words[0]) & 0x7FFFFFFFFFFFFFFF
 
 
 def _numpy_state() -> dict:

@@ -119,6 +119,31 @@ def test_set_start_iter_skips_whole_batches():
     assert len(list(s)) == len(full)  # a new epoch starts from the beginning
 
 
+def test_set_start_position_reshards_the_rest_of_the_epoch_over_any_world():
+    def keys(world, rank, position=None, start_iter=None, bs=2):
+        s = ShardSampler(range(23), world, rank, shuffle=True, seed=5, batch_size=bs)
+        s.set_epoch(3)
+        if position is not None:
+            s.set_start_position(position)
+        if start_iter is not None:
+            s.set_start_iter(start_iter)
+        return list(s)
+
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(5 + 3)).tolist()
+    # an aligned position is the same as skipping whole batches (unchanged world: exact resume)
+    for r in range(2):
+        assert keys(2, r, position=8) == keys(2, r, start_iter=2)
+    # after 6 videos consumed by 2 ranks, 3 ranks share the other 17 (+1 padding), each once
+    rest = [keys(3, r, position=6) for r in range(3)]
+    real = [k.index for s in rest for k in s if not k.pad]
+    assert sorted(real) == sorted(order[6:]) and len(real) == len(set(real))
+    assert [len(s) for s in rest] == [6, 6, 6] and sum(k.pad for s in rest for k in s) == 1
+    # the same position, one rank: the rest of the order, in order
+    assert [k.index for k in keys(1, 0, position=7)] == order[7:]
+    with pytest.raises(ValueError):
+        ShardSampler(range(4), 1, 0, pad=False).set_start_position(2)
+
+
 # --------------------------------------------------------------------------- from the config
 def test_per_process_batch_size():
     cfg = get_cfg()
