@@ -128,3 +128,17 @@ def test_stop_signal_in_the_last_step_still_writes_the_final_checkpoint(small_co
     assert_same_weights(final_state(reference_run), final_state(out))
     train_net(small_corpus, out)  # nothing left to train; must not fail
     assert len(stats(out)) == TOTAL_STEPS
+
+
+def test_ctrl_c_checkpoints_then_resumes_exactly(small_corpus, reference_run, tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group, loader workers included) stops like
+    SIGTERM: a checkpoint of the step in progress, exit 0; the restart resumes from it."""
+    out = str(tmp_path / "ctrl_c")
+    seed = int.from_bytes(os.urandom(2), "little")
+    k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
+    rc = _interrupt_at_step(small_corpus, out, signal.SIGINT, k, group=True)
+    _stopped_cleanly(out, rc, f"SIGINT after step {k} (seed {seed})")
+    n_before, done = len(stats(out)), _newest_done(out)
+    train_net(small_corpus, out)
+    assert "resumed from" in read_text(os.path.join(out, "stdout.log"))
+    _check_resumed(reference_run, out, n_before, done)
