@@ -4,6 +4,7 @@ steps after its checkpoint (no batch of the epoch seen twice, none skipped)."""
 import os
 import random
 import signal
+import time
 
 import pytest
 
@@ -98,10 +99,12 @@ def test_sigkill_at_random_step_resumes_exactly(small_corpus, reference_run, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT],
+                         ids=["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_stop_signal_to_process_group_checkpoints_then_resumes_exactly(small_corpus, reference_run,
                                                                       tmp_path, sig):
-    """As SLURM before preemption: the signal reaches the trainer and its loader worker."""
+    """As SLURM before preemption (or Ctrl-C in a terminal): the signal reaches the trainer
+    and its loader worker."""
     out = str(tmp_path / "stopped")
     seed = int.from_bytes(os.urandom(2), "little")
     k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
@@ -130,15 +133,19 @@ def test_stop_signal_in_the_last_step_still_writes_the_final_checkpoint(small_co
     assert len(stats(out)) == TOTAL_STEPS
 
 
-def test_ctrl_c_checkpoints_then_resumes_exactly(small_corpus, reference_run, tmp_path):
-    """Ctrl-C (SIGINT to the foreground process group, loader workers included) stops like
-    SIGTERM: a checkpoint of the step in progress, exit 0; the restart resumes from it."""
-    out = str(tmp_path / "ctrl_c")
-    seed = int.from_bytes(os.urandom(2), "little")
-    k = random.Random(seed).randint(1, TOTAL_STEPS - 1)
-    rc = _interrupt_at_step(small_corpus, out, signal.SIGINT, k, group=True)
-    _stopped_cleanly(out, rc, f"SIGINT after step {k} (seed {seed})")
-    n_before, done = len(stats(out)), _newest_done(out)
+
+@pytest.mark.slow
+def test_second_ctrl_c_stops_at_once(small_corpus, tmp_path):
+    """A second Ctrl-C does not wait for the step's checkpoint: exit 130, said in one line;
+    the checkpoints on disk stay complete, and a restart resumes from the newest."""
+    out = str(tmp_path / "ctrl_c_twice")
+    p = start(net_args(small_corpus, out), console_of(out), new_session=True)
+    wait_for_steps(out, p, 2)
+    kill(p, signal.SIGINT, group=True)
+    time.sleep(0.05)
+    kill(p, signal.SIGINT, group=True)
+    assert wait(p, 120) == 130, read_text(console_of(out))[-3000:]
+    assert "Interrupted: stopped without a checkpoint" in read_text(console_of(out))
     train_net(small_corpus, out)
     assert "resumed from" in read_text(os.path.join(out, "stdout.log"))
-    _check_resumed(reference_run, out, n_before, done)
+    assert checkpoints(out)[-1] == "checkpoint_epoch_00002.pyth"

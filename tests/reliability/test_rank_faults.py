@@ -13,8 +13,8 @@ import time
 import pytest
 
 from .helpers import (assert_same_weights, assert_steps_replay, checkpoints, final_state,
-                      rank_console, start_ranks, stats, step_ids, steps_done, wait_for_steps,
-                      wait_ranks)
+                      rank_console, start_ranks, stats, step_ids, steps_done, wait_for,
+                      wait_for_steps, wait_ranks)
 
 TOTAL_STEPS = 6
 TIMEOUT_S = 30  # DIST.TIMEOUT_SECONDS of the failure tests (a slow rank must not trip it)
@@ -104,3 +104,21 @@ def test_survivor_exits_nonzero_within_timeout(small_corpus, tmp_path, victim, f
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_during_final_validation_ends_both_cleanly(small_corpus, tmp_path):
+    """The final checkpoint is written before the final validation; a stop signal reaching
+    rank 1 only during that validation (every val video, so it lasts) ends both ranks with
+    exit 0, the final checkpoint newest, and the test phase skipped by both (a rank running
+    it alone would wait for the other in its collectives)."""
+    out = str(tmp_path / "final_val")
+    procs = start_ranks(small_corpus, out, ["DATA.VAL_SKIP", "1", "TEST.ENABLE", "True",
+                                            "DIST.TIMEOUT_SECONDS", "60"])
+    final = "checkpoint_epoch_00002.pyth"
+    wait_for(lambda: final in checkpoints(out), procs[0], 300, final)
+    os.killpg(procs[1].pid, signal.SIGTERM)
+    wait_ranks(procs, out, timeout=180)
+    assert "training is complete, the test phase is skipped" in rank_console(out, 0)
+    assert checkpoints(out)[-1] == final
+    assert stats(out, "test") == [] and len(stats(out, "val")) == 2
