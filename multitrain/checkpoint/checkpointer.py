@@ -477,7 +477,10 @@ class Checkpointer:
                             "fresh optimizer", path)
                 return {"mode": "init", "path": path, "start_epoch": 0, "start_iter": 0,
                         "extra": {}}
-            start = self._start(ckpt, path, "init")
+            if "epoch" in ckpt:
+                start = self._start(ckpt, path, "init")
+            else:  # e.g. a weights-only release file: the original code started at epoch 0
+                start = {"mode": "init", "path": path, "start_epoch": 0, "start_iter": 0, "extra": {}}
             self._restore_training(ckpt, path)
             logger.info("initialised from %s with its training state: epoch %d, iteration %d",
                         path, start["start_epoch"], start["start_iter"])

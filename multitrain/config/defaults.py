@@ -19,7 +19,7 @@ _C.OUTPUT_DIR = "./outputs"  # Where config.yaml, logs, checkpoints and results 
 _C.RNG_SEED = 0  # Seed of python, numpy and torch RNGs (offset per rank).
 _C.LOG_PERIOD = 10  # Iterations between JSON stat lines in the log.
 _C.LOG_MODEL_INFO = True  # Log parameter count and GFLOPs of one view at start.
-_C.USE_TQDM = False  # Show a tqdm progress bar on rank 0.
+_C.USE_TQDM = False  # tqdm bars (rank 0) for training, validation and testing.
 # cuDNN picks its convolution algorithms by timing them (torch.backends.cudnn.benchmark).
 # MViT's pooling convolutions are depthwise Conv3d, whose default weight-gradient kernel is
 # slow: MViTv2-B 32x3 trains 2.4x faster on an H200 with this on (docs/BENCHMARKS.md, "GPU").
@@ -66,8 +66,8 @@ _C.TEST.CHECKPOINT_FILE_PATH = ""  # Checkpoint tested; empty: newest own, then 
 _C.TEST.CHECKPOINT_TYPE = "pytorch"  # Compatibility only.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10  # Temporal views per video.
 _C.TEST.NUM_SPATIAL_CROPS = 3  # Spatial crops per temporal view (1 or 3).
-_C.TEST.ENABLE_SAVE = False  # Save the [videos, classes] ensembled scores.
-_C.TEST.SAVE_RESULTS_PATH = ""  # File name (under OUTPUT_DIR) of the saved scores.
+_C.TEST.ENABLE_SAVE = False  # np.save the [videos, classes] ensembled scores (rank 0).
+_C.TEST.SAVE_RESULTS_PATH = ""  # Path of the .npy (as given); "" = OUTPUT_DIR/test_scores_<dataset>.npy.
 
 # ----------------------------------------------------------------------------------------
 # Model (heads, losses, multi-dataset options)
@@ -172,7 +172,7 @@ _C.DATA.INV_UNIFORM_SAMPLE = False  # Compatibility: SSv2 reading (segment sampl
 _C.DATA.RANDOM_FLIP = True  # Horizontal flip in training (never for SSv2-style datasets).
 _C.DATA.TEMPORAL_SAMPLING = ""  # "clip" or "segment"; "" = from the dataset name (ssv2: segment).
 _C.DATA.VAL_SKIP = 1  # Validation keeps every VAL_SKIP-th line of val.csv.
-_C.DATA.MODEL_DIFF_DATA = False  # Test through TRAIN.DATASET's head instead of TEST.DATASET's.
+_C.DATA.MODEL_DIFF_DATA = False  # Test through TRAIN.DATASET's head; save scores, no accuracy.
 _C.DATA.DECODE_RETRIES = 3  # Tries before a bad video is replaced (train/val).
 _C.DATA.CLASS_NAMES_FILE = ""  # Class names: JSON list (TEST.DATASET) or {dataset: [names]}.
 
@@ -219,7 +219,11 @@ _C.SOLVER.NESTEROV = True  # SGD Nesterov.
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # Weight decay.
 _C.SOLVER.ZERO_WD_1D_PARAM = False  # No weight decay on 1-D parameters (norms, biases).
 _C.SOLVER.CLIP_GRAD_L2NORM = None  # Clip the gradient's global L2 norm (None = no clipping).
-_C.SOLVER.CLIP_GRAD_VAL = None  # Clip gradient values (None = no clipping).
+_C.SOLVER.CLIP_GRAD_VAL = None  # Clip gradient values (None = no clipping); wins over L2NORM.
+# Which gradient the CLIP_GRAD_* thresholds (and the weights of the sparsity and learned-weight
+# terms) refer to under TRAIN.GATHER_BEFORE_LOSS: "original" (the original code's, 1/W of the
+# global batch's on W processes: reproduces the published runs) or "global_batch" (as typed).
+_C.SOLVER.GRAD_REFERENCE = "original"
 
 # ----------------------------------------------------------------------------------------
 # Loader, logging, compatibility sections

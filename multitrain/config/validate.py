@@ -23,6 +23,7 @@ CHOICES = {
     "MVIT.ATTENTION_IMPL": ("sdpa", "reference"),
     "SOLVER.OPTIMIZING_METHOD": ("adamw", "sgd"),
     "SOLVER.LR_POLICY": ("cosine",),
+    "SOLVER.GRAD_REFERENCE": ("original", "global_batch"),
     "TRAIN.MIXED_PRECISION_DTYPE": ("float16", "bfloat16"),
     "AUG.RE_MODE": ("pixel", "rand", "const"),
 }
@@ -82,6 +83,9 @@ def validate(cfg: CN, origins: Dict[str, str]) -> None:
     if cfg.TRAIN.ENABLE and cfg.SOLVER.COSINE_AFTER_WARMUP and cfg.SOLVER.MAX_EPOCH <= cfg.SOLVER.WARMUP_EPOCHS:
         _fail(origins, "SOLVER.MAX_EPOCH", f"= {cfg.SOLVER.MAX_EPOCH} must exceed SOLVER.WARMUP_EPOCHS = "
               f"{cfg.SOLVER.WARMUP_EPOCHS} (the cosine starts after the warm-up)")
+    if cfg.TRAIN.ENABLE and cfg.MODEL.USE_INF_LOSS and not cfg.TRAIN.GATHER_BEFORE_LOSS:
+        _fail(origins, "MODEL.USE_INF_LOSS", "needs TRAIN.GATHER_BEFORE_LOSS True (the informative "
+              "loss is a statistic of the global batch)")
     if len(cfg.DATA.TRAIN_JITTER_SCALES) != 2:
         _fail(origins, "DATA.TRAIN_JITTER_SCALES", "must be [short_min, short_max]")
 

@@ -64,6 +64,10 @@ def main_worker(cfg) -> Dict[str, Dict[str, float]]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, du.get_local_world_size())))
     logger.info("command line: %s", " ".join(sys.argv))
     results: Dict[str, Dict[str, float]] = {}
+    if cfg.TEST.ENABLE:  # a test that cannot run should fail before training, not after
+        from .evaluator import check_test_config
+
+        check_test_config(cfg)
     if cfg.TRAIN.ENABLE:
         from .trainer import Trainer
 

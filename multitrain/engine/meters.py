@@ -7,13 +7,16 @@ The only communication is ``ValMeter.synchronize`` (a collective: call it on eve
 
 import logging
 import math
+import os
 from collections import deque
 from typing import Dict, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 
 from . import distributed as du
-from .metrics import accuracy_from_counts, per_dataset_topk_correct, topk_correct
+from .metrics import (accuracy_from_counts, mean_average_precision, per_dataset_topk_correct,
+                      topk_correct)
 
 __all__ = ["SmoothedValue", "MeterGroup", "ValMeter", "TestMeter"]
 
@@ -150,16 +153,18 @@ class TestMeter:
         num_views: ``NUM_ENSEMBLE_VIEWS * NUM_SPATIAL_CROPS``.
         ensemble_method: ``"sum"`` or ``"max"`` (``DATA.ENSEMBLE_METHOD``).
         ks: the k of the reported top-k accuracies.
+        multi_label: also report the mAP over videos.
     """
 
     __test__ = False  # not a pytest test class despite its name
 
     def __init__(self, num_videos: int, num_classes: int, num_views: int,
-                 ensemble_method: str = "sum", ks: Sequence[int] = (1, 5)):
+                 ensemble_method: str = "sum", ks: Sequence[int] = (1, 5),
+                 multi_label: bool = False):
         if ensemble_method not in ("sum", "max"):
             raise ValueError(f"DATA.ENSEMBLE_METHOD must be sum or max, got '{ensemble_method}'")
         self.num_videos, self.num_classes, self.num_views = num_videos, num_classes, num_views
-        self.method, self.ks = ensemble_method, tuple(ks)
+        self.method, self.ks, self.multi_label = ensemble_method, tuple(ks), multi_label
         init = 0.0 if ensemble_method == "sum" else -math.inf
         self._scores = torch.full((num_videos, num_classes), init, dtype=torch.float64)
         self.labels: Optional[torch.Tensor] = None  # [V] indices or [V, C] label matrix
@@ -218,14 +223,14 @@ class TestMeter:
         out[torch.isinf(out)] = 0.0  # "max" rows never updated
         return out.float()
 
-    def finalize(self) -> Dict[str, float]:
+    def finalize(self, with_accuracy: bool = True) -> Dict[str, float]:
         """Video-level metrics over the videos that received at least one view.
 
         Returns:
-            ``{"top1": %, "top5": %, "num_videos": n, "missing_views": m,
-            "duplicate_views": d}``.
+            ``{"top1": %, "top5": %, ["mAP": %,] "num_videos": n, "missing_views": m,
+            "duplicate_views": d}``; only the last three without accuracy.
         """
-        if self.labels is None:
+        if with_accuracy and self.labels is None:
             raise RuntimeError("TestMeter.finalize: no labels (pass them to update() or "
                                "call set_labels())")
         has_view = self.seen.any(dim=1)
@@ -237,14 +242,28 @@ class TestMeter:
             logger.info("multi-view test: %d repeated views ignored", self.duplicates)
         n = int(has_view.sum())
         out = {"num_videos": n, "missing_views": missing, "duplicate_views": self.duplicates}
+        if not with_accuracy:
+            return out
         if n == 0:
             return {**{f"top{k}": 0.0 for k in self.ks}, **out}
-        correct = topk_correct(self.scores()[has_view], self.labels[has_view], self.ks)
-        return {**{f"top{k}": 100.0 * c / n for k, c in zip(self.ks, correct)}, **out}
+        scores, labels = self.scores()[has_view], self.labels[has_view]
+        correct = topk_correct(scores, labels, self.ks)
+        acc = {f"top{k}": 100.0 * c / n for k, c in zip(self.ks, correct)}
+        if self.multi_label:
+            acc["mAP"] = mean_average_precision(scores, labels)
+        return {**acc, **out}
 
-    def save(self, path: str, **extra) -> None:
-        """Write ``{"scores": [V, C], "labels", "seen": [V, views], "ensemble_method",
-        **extra}`` (e.g. ``paths=[...]``), readable with ``torch.load(weights_only=True)``."""
-        torch.save({"scores": self.scores(), "labels": self.labels, "seen": self.seen,
-                    "ensemble_method": self.method, **extra}, path)
+    def save(self, path: str, **extra) -> str:
+        """``np.save`` the ``[V, C]`` float32 scores at ``path`` (".npy" appended when
+        missing, as numpy does), as the original code did; and ``{"labels", "seen":
+        [V, views], "ensemble_method", **extra}`` (e.g. ``paths=[...]``) next to it in
+        ``<path without .npy>.details.pt`` (``torch.load(weights_only=True)``).
+        Returns the .npy path."""
+        if not path.endswith(".npy"):
+            path += ".npy"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        np.save(path, self.scores().numpy())
+        torch.save({"labels": self.labels, "seen": self.seen, "ensemble_method": self.method,
+                    **extra}, path[:-len(".npy")] + ".details.pt")
         logger.info("saved test scores %s to %s", tuple(self._scores.shape), path)
+        return path

@@ -10,7 +10,8 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 
 import torch
 
-__all__ = ["topk_correct", "topk_accuracy", "per_dataset_topk_correct", "accuracy_from_counts"]
+__all__ = ["topk_correct", "topk_accuracy", "per_dataset_topk_correct", "accuracy_from_counts",
+           "mean_average_precision"]
 
 
 def _positives(labels: torch.Tensor, num_classes: int, pos_threshold: float) -> torch.Tensor:
@@ -111,3 +112,26 @@ def accuracy_from_counts(counts: Mapping[str, dict], ks: Sequence[int] = (1, 5))
         if per_k[k]:
             flat[f"mean_top{k}"] = sum(per_k[k]) / len(per_k[k])
     return flat
+
+
+def mean_average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over classes of the average precision of ranking the samples by score, in
+    percent; classes without a positive sample are left out (as the original code did).
+
+    AP = sum over score thresholds of (recall step) x (precision there); tied scores form
+    one threshold. Args: ``scores [N, C]``, ``labels [N, C]`` (positive: > 0) or ``[N]``.
+    """
+    pos = _positives(labels, scores.shape[1], 0.0)
+    aps = []
+    for c in range(scores.shape[1]):
+        n_pos = int(pos[:, c].sum())
+        if n_pos == 0:
+            continue
+        s, order = scores[:, c].double().sort(descending=True)
+        tp = pos[order, c].double().cumsum(0)
+        last = torch.ones_like(s, dtype=torch.bool)  # the last sample of each tie group
+        last[:-1] = s[1:] != s[:-1]
+        tp, rank = tp[last], torch.arange(1, s.numel() + 1, dtype=torch.float64)[last]
+        recall_step = torch.diff(tp, prepend=tp.new_zeros(1)) / n_pos
+        aps.append(float((recall_step * tp / rank).sum()))
+    return 100.0 * sum(aps) / len(aps) if aps else 0.0

@@ -29,9 +29,11 @@ from ..data.loader import build_loader
 from ..models import build_model
 from ..models.losses import build_loss
 from ..utils import rng
+from ..utils.progress import progress, set_postfix
 from . import distributed as du
 from .batch import move_batch, prepare_train_batch
 from .evaluator import validate
+from .grad_reference import clip_thresholds, original_grad_factor
 from .lr_schedule import get_lr_at_epoch, set_lr
 from .optim import build_optimizer
 from .train_step import train_step
@@ -49,7 +51,9 @@ class Trainer:
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
         self.device = du.current_device(cfg)
         self.model = build_model(cfg).to(self.device)
-        self.criterion = build_loss(cfg, self.model).to(self.device)
+        self.criterion = build_loss(cfg, self.model,
+                                    grad_scale=original_grad_factor(cfg, self.world_size)).to(self.device)
+        self.clip_norm, self.clip_value = clip_thresholds(cfg, self.world_size)
         self.modules = _TrainableModules(self.model, self.criterion)
         self.ddp_model = du.wrap_ddp(self.modules, cfg)
         self.optimizer = build_optimizer(self.modules, cfg)
@@ -186,7 +190,9 @@ class Trainer:
             it = iter(self.train_loader)
         replaced = 0
         t_data = time.perf_counter()
-        for step in range(first_step, self._epoch_end):
+        bar = progress(range(first_step, self._epoch_end), cfg, f"epoch {epoch + 1}",
+                       total=self._epoch_end, initial=first_step)
+        for step in bar:
             micro = [next(it) for _ in range(accum)]
             data_time = time.perf_counter() - t_data
             replaced += sum(int(b.get("num_replaced", 0)) for b in micro)
@@ -194,12 +200,13 @@ class Trainer:
             t0 = time.perf_counter()
             res = train_step(
                 self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
-                clip_norm=cfg.SOLVER.CLIP_GRAD_L2NORM, clip_value=cfg.SOLVER.CLIP_GRAD_VAL,
+                clip_norm=self.clip_norm, clip_value=self.clip_value,
                 amp_dtype=self.amp_dtype, device=self.device,
                 set_lr=lambda i: self._set_lr(epoch, step * accum + i + lr_offset))
             self.num_skipped_steps += int(res.skipped)
             if cfg.TRAIN.LOG_SAMPLES:
                 self._log_samples(epoch, step, micro)
+            set_postfix(bar, loss=res.losses["loss"], lr=self.optimizer.param_groups[0]["lr"])
             self._log_step(epoch, step, res, data_time, time.perf_counter() - t0, micro)
             done = step + 1
             if self._want_mid_epoch_checkpoint(done):

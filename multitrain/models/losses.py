@@ -11,6 +11,7 @@ MODEL.USE_INF_LEARN_WEIGHT) live in the criterion: the engine must add
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
@@ -174,12 +175,17 @@ class Criterion(nn.Module):
     forward(outputs, labels, masks) -> {term: scalar}; the training loss is the sum of the
     values (each is already weighted). `outputs` is the model's train-mode dict.
     Single-head models: labels may be a tensor [B, K] (soft) or [B] (indices); masks unused.
+
+    `grad_scale` multiplies the gradient of the terms computed from parameters alone, not
+    from the (gathered) batch: the L1 sparsity term and the gradients of the learned loss
+    weights. With W (engine/grad_reference.py) it restores their weight relative to the
+    gathered terms that the original code had.
     """
 
     def __init__(self, head_loss: Optional[MultiHeadLoss] = None, single_loss_func: str = "",
                  inf_loss: Optional[InformativeLoss] = None, inf_loss_weight: float = 0.1,
                  proj_weights: Optional[List[torch.Tensor]] = None,
-                 proj_sparsity_weight: float = 0.0):
+                 proj_sparsity_weight: float = 0.0, grad_scale: float = 1.0):
         super().__init__()
         if head_loss is None and not single_loss_func:
             raise ValueError("Criterion needs a MultiHeadLoss or a single_loss_func")
@@ -190,6 +196,10 @@ class Criterion(nn.Module):
         # Plain list (not registered): these are the model's parameters, optimised there.
         self._proj_weights = list(proj_weights or [])
         self.proj_sparsity_weight = float(proj_sparsity_weight)
+        self.grad_scale = float(grad_scale)
+        if self.grad_scale != 1.0:  # learned loss weights: the only parameters of the criterion
+            for p in self.parameters():
+                p.register_hook(functools.partial(torch.mul, other=self.grad_scale))
 
     def forward(self, outputs: Mapping, labels, masks: Optional[Mapping] = None
                 ) -> Dict[str, torch.Tensor]:
@@ -208,13 +218,14 @@ class Criterion(nn.Module):
                 raise KeyError("MODEL.USE_INF_LOSS is on but the model output has no inf_feature")
             terms["loss_inf"] = self.inf_loss_weight * self.inf_loss(outputs["inf_feature"])
         if self._proj_weights and self.proj_sparsity_weight:
-            terms["loss_proj_l1"] = self.proj_sparsity_weight * l1_sparsity(self._proj_weights)
+            terms["loss_proj_l1"] = (self.proj_sparsity_weight * self.grad_scale
+                                     * l1_sparsity(self._proj_weights))
         return terms
 
 
-def build_loss(cfg, model: Optional[nn.Module] = None) -> Criterion:
+def build_loss(cfg, model: Optional[nn.Module] = None, grad_scale: float = 1.0) -> Criterion:
     """The Criterion of cfg.MODEL. `model` (unwrapped from DDP) supplies the projection
-    weights for MULTI_PROJ_SPARSITY_LOSS_TYPE "l1"."""
+    weights for MULTI_PROJ_SPARSITY_LOSS_TYPE "l1". `grad_scale`: see `Criterion`."""
     m = cfg.MODEL
     head_loss = None
     if m.USE_MULTI_HEAD:
@@ -235,4 +246,4 @@ def build_loss(cfg, model: Optional[nn.Module] = None) -> Criterion:
         proj_weights = model.head.projection_weights()
         sparsity = m.MULTI_PROJ_SPARSITY_LOSS_WEIGHT
     return Criterion(head_loss, "" if m.USE_MULTI_HEAD else m.LOSS_FUNC, inf,
-                     m.INF_LOSS_WEIGHT, proj_weights, sparsity)
+                     m.INF_LOSS_WEIGHT, proj_weights, sparsity, grad_scale)

@@ -35,30 +35,36 @@ def test_one_hot():
 
 def test_smoothing_uses_each_heads_own_class_count():
     _, labels, masks = multi_batch()
-    out = mix_labels(labels, 1.0, 0.1, masks)
+    out = mix_labels(labels, 1.0, 0.1)
     for name, k in CLASSES.items():
         m = masks[name].bool()
         assert torch.allclose(out[name][m].sum(1), torch.ones(int(m.sum())))  # rows sum to 1
         assert torch.allclose(out[name][m].min(1).values, torch.full((int(m.sum()),), 0.1 / k))
         assert torch.allclose(out[name][m].max(1).values, torch.full((int(m.sum()),), 0.9 + 0.1 / k))
-        assert (out[name][~m] == 0).all()  # other datasets' rows stay empty
+        # other datasets' rows are smoothed too, as in the original: s / K everywhere
+        assert torch.allclose(out[name][~m], torch.full_like(out[name][~m], 0.1 / k))
 
 
 @pytest.mark.parametrize("lam", [0.3, 0.77])
 def test_mixed_label_sums_and_values(lam):
-    """Row i of head d = lam * smooth(y_i) + (1 - lam) * smooth(y_{B-1-i}): it sums to 1
-    when both samples come from d, lam when only i does, 1 - lam when only its partner
-    does; masks are not mixed (the loss only uses head d for samples of d)."""
+    """Row i of head d = lam * smooth(y_i) + (1 - lam) * smooth(y_{B-1-i}), every row
+    smoothed (a row of another dataset's sample sums to s): it sums to 1 when both samples
+    come from d, lam + (1 - lam) s when only i does (smoothing mass s, as in the original
+    with each head's own K); masks are not mixed (the loss only uses head d for samples of d)."""
     x, labels, masks = multi_batch(6)
     masks_before = {k: v.clone() for k, v in masks.items()}
-    out = mix_labels(labels, lam, 0.1, masks)
+    out = mix_labels(labels, lam, 0.1)
     for name, k in CLASSES.items():
         m = masks[name]
         partner = m.flip(0)
-        expected_sum = lam * m + (1 - lam) * partner
+        expected_sum = lam * (m + (1 - m) * 0.1) + (1 - lam) * (partner + (1 - partner) * 0.1)
         assert torch.allclose(out[name].sum(1), expected_sum, atol=1e-6)
-        ref = lam * smooth_labels(labels[name], 0.1, m) + (1 - lam) * smooth_labels(labels[name], 0.1, m).flip(0)
-        assert torch.allclose(out[name], ref)
+        every = torch.ones_like(m, dtype=torch.bool)
+        smooth = smooth_labels(labels[name], 0.1, every)
+        assert torch.allclose(out[name], lam * smooth + (1 - lam) * smooth.flip(0))
+        own = m.bool() & ~partner.bool()  # partner from another dataset: the original's target
+        y = labels[name][own]
+        assert torch.allclose(out[name][own], lam * (0.9 * y + 0.1 / k) + (1 - lam) * 0.1 / k)
     assert all(torch.equal(masks[k], masks_before[k]) for k in masks)
 
 
@@ -108,6 +114,6 @@ def test_mixup_from_cfg_on_a_multi_dataset_batch():
     for name in CLASSES:
         assert out_y[name].shape == labels[name].shape
         assert (out_y[name].sum(1) <= 1 + 1e-6).all()
-    # without masks, labelled rows are the rows with a positive label
+    # masks change nothing: every row is smoothed
     _, no_mask = mixup_from_cfg(x, labels, cfg, gen(0))
     assert all(torch.allclose(no_mask[k], out_y[k]) for k in out_y)

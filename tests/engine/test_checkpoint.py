@@ -206,6 +206,19 @@ def test_auto_resume_without_own_checkpoint_inits_from_file(tmp_path):
     assert opt.state_dict()["state"][0]["step"] == src_opt.state_dict()["state"][0]["step"]
 
 
+def test_init_file_without_epoch_starts_at_epoch_0(tmp_path):
+    """A weights-only release file with no "epoch" and no EPOCH_RESET: like the original
+    code, training starts at epoch 0 with the file's weights."""
+    src, _ = make(seed=1)
+    release = tmp_path / "release.pyth"
+    torch.save({"model_state": src.state_dict()}, release)
+    model, opt = make(seed=2)
+    start = Checkpointer(str(tmp_path / "run"), model, opt).resume_or_init(
+        cfg_for(tmp_path / "run", CHECKPOINT_FILE_PATH=str(release)))
+    assert (start["mode"], start["start_epoch"], start["start_iter"]) == ("init", 0, 0)
+    assert same_params(model, src)
+
+
 def test_init_skips_and_lists_mismatched_keys(tmp_path, caplog):
     src, src_opt = make(seed=1, classes=7)  # another class count
     nn.functional.cross_entropy(src(torch.randn(3, 6)), torch.tensor([0, 6, 2])).backward()

@@ -1,6 +1,7 @@
 """Top-k metrics (single- and multi-label), running meters, multi-view test ensembling."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,11 +116,39 @@ def test_test_meter_missing_views_and_save(tmp_path):
     res = tm.finalize()
     assert res["missing_views"] == 4 and res["num_videos"] == 2
     assert torch.equal(tm.scores()[2], torch.zeros(5))
-    tm.save(str(tmp_path / "scores.pt"), paths=["a.mp4", "b.mp4", "c.mp4"])
-    saved = torch.load(tmp_path / "scores.pt", weights_only=True)
-    assert saved["scores"].shape == (3, 5) and saved["paths"][2] == "c.mp4"
+    # the original's file: np.save of the [videos, classes] scores (".npy" appended by numpy)
+    assert tm.save(str(tmp_path / "scores"), paths=["a.mp4", "b.mp4", "c.mp4"]) == str(tmp_path / "scores.npy")
+    scores = np.load(tmp_path / "scores.npy")
+    assert scores.dtype == np.float32 and np.array_equal(scores, tm.scores().numpy())
+    saved = torch.load(tmp_path / "scores.details.pt", weights_only=True)
+    assert saved["seen"].shape == (3, 4) and saved["paths"][2] == "c.mp4"
     assert torch.equal(saved["labels"][:2], torch.tensor([1, 3]))
     with pytest.raises(ValueError, match="view index"):
         tm.update(probs[0, :1], torch.tensor([0]), torch.tensor([4]))
     with pytest.raises(ValueError, match="ENSEMBLE_METHOD"):
         TestMeter(1, 1, 1, ensemble_method="mean")
+
+
+def test_mean_average_precision_by_hand():
+    from multitrain.engine.metrics import mean_average_precision
+
+    scores = torch.tensor([[.9, .1, .5], [.8, .7, .5], [.3, .2, .5], [.1, .6, .5]])
+    labels = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])  # class 2: no positive
+    # class 0: positives ranked 1st and 3rd -> (1/1 + 2/3) / 2; class 1: ranked 1st -> 1
+    assert mean_average_precision(scores, labels) == pytest.approx(100 * (5 / 6 + 1) / 2)
+    # ties form one threshold: all four tied, 2 positives -> precision 2/4 at recall 1
+    assert mean_average_precision(torch.ones(4, 1), labels[:, :1]) == pytest.approx(50.0)
+    assert mean_average_precision(scores, torch.tensor([0, 1, 0, 0])) == pytest.approx(
+        100 * ((1 + 2 / 3 + 3 / 4) / 3 + 1) / 2)
+
+
+def test_test_meter_reports_map_for_multi_label_sets():
+    labels = torch.tensor([[1., 0, 1], [0, 1, 0]])
+    tm = TestMeter(2, 3, 1, multi_label=True)
+    tm.update(torch.tensor([[.9, .2, .1], [.1, .8, .3]]), torch.tensor([0, 1]), torch.tensor([0, 0]),
+              labels=labels)
+    res = tm.finalize()
+    # class 0 AP 1, class 1 AP 1, class 2: the positive video ranks 2nd -> 1/2
+    assert res["mAP"] == pytest.approx(100 * (1 + 1 + 0.5) / 3) and res["top1"] == 100.0
+    no_acc = tm.finalize(with_accuracy=False)
+    assert "top1" not in no_acc and "mAP" not in no_acc and no_acc["num_videos"] == 2

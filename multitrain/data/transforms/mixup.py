@@ -11,8 +11,11 @@ lambda is corrected to the box actually pasted. Targets are ``lambda * y_i + (1 
 Multi-dataset batches: labels are ``{dataset: [B, K_d]}`` (rows of other datasets' samples
 are zero) with masks ``{dataset: [B]}``. Every head's labels are mixed the same way and
 the masks are NOT mixed: a sample whose partner comes from another dataset trains only
-its own head, with target ``lambda * y_own`` (+ smoothing). Smoothing uses each head's own
-class count K_d (the original used ``MODEL.NUM_CLASSES`` for every head; SPEC section 9).
+its own head. Smoothing applies to every row of every head's matrix, as in the original
+(rows of other datasets' samples become ``s / K_d``), so a sample whose partner comes from
+another dataset gets ``lambda * smooth(y_own) + (1 - lambda) * s / K_d``: smoothing mass s.
+It uses each head's own class count K_d (the original used ``MODEL.NUM_CLASSES`` for every
+head; SPEC section 9).
 
 All draws come from a CPU ``torch.Generator`` (Beta draws through a numpy generator seeded
 from it), so a resumed run or a GPU run mixes identically.
@@ -111,16 +114,16 @@ def smooth_labels(y: torch.Tensor, smoothing: float,
     return y * (1.0 - smoothing) + add[:, None]
 
 
-def mix_labels(labels: Labels, lam: float, smoothing: float = 0.0,
-               masks: Optional[Mapping[str, torch.Tensor]] = None) -> Labels:
-    """Smooth (per head, own class count) and mix the label matrices like the inputs."""
-    def one(y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
-        y = smooth_labels(y, smoothing, m)
+def mix_labels(labels: Labels, lam: float, smoothing: float = 0.0) -> Labels:
+    """Smooth every row (per head, own class count) and mix the label matrices like the
+    inputs."""
+    def one(y: torch.Tensor) -> torch.Tensor:
+        y = smooth_labels(y, smoothing, torch.ones(y.shape[0], dtype=torch.bool, device=y.device))
         return y if lam == 1.0 else y * lam + y.flip(0) * (1.0 - lam)
 
     if torch.is_tensor(labels):
-        return one(labels, None)
-    return {k: one(v, None if masks is None else masks[k]) for k, v in labels.items()}
+        return one(labels)
+    return {k: one(v) for k, v in labels.items()}
 
 
 class MixUp:
@@ -143,11 +146,12 @@ class MixUp:
 
     def apply(self, x: torch.Tensor, labels: Labels, params: MixParams,
               masks: Optional[Mapping[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, Labels]:
-        return mix_inputs(x, params), mix_labels(labels, params.lam, self.label_smoothing, masks)
+        return mix_inputs(x, params), mix_labels(labels, params.lam, self.label_smoothing)
 
     def __call__(self, x: torch.Tensor, labels: Labels, generator: torch.Generator,
                  masks: Optional[Mapping[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, Labels]:
-        """x: [B, 3, T, H, W]; labels: {dataset: [B, K_d]} or [B, K]; masks unchanged."""
+        """x: [B, 3, T, H, W]; labels: {dataset: [B, K_d]} or [B, K]. `masks` is accepted
+        for the callers' convenience and not used: masks are not mixed."""
         return self.apply(x, labels, self.draw(generator, tuple(x.shape[-2:])), masks)
 
 
