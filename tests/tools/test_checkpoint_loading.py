@@ -179,7 +179,6 @@ def test_every_tool_refuses_a_file_that_pickles_code(files, tmp_path, restore_lo
         rc = relations_tool.main(["--checkpoint", path])
     assert rc != 0
     err = capsys.readouterr().err
-    err = "\n".join(ln for ln in err.splitlines() if "mkdir" in ln or "Traceback" in ln)
     _one_error_line(err, path)
     assert not files["marker"].exists()
 
