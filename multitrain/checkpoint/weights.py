@@ -202,9 +202,12 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
             "config must describe the checkpoint's model (MODEL.*NUM_CLASSES, crop size...)")
     target.load_state_dict(usable, strict=False)
     logger.log(level, "loaded %d/%d model tensors from %s", len(usable), len(own), source)
-    if report["missing"]:  # allowed ones: named, as a warning unless the caller asks for less
-        logger.log(max(level, logging.WARNING) if level > logging.DEBUG else level,
-                   "%s: %d model tensors left unloaded (at their initialisation, allowed "
+    warn = logging.WARNING if level > logging.DEBUG else level  # allowed gaps are named
+    if report["skipped_shape"]:
+        logger.log(warn, "%s: %d keys skipped, shape differs (key, file, model): %s", source,
+                   len(report["skipped_shape"]), report["skipped_shape"])
+    if report["missing"]:
+        logger.log(warn, "%s: %d model tensors left unloaded (at their initialisation, allowed "
                    "under %s): %s", source, len(report["missing"]), list(may_skip),
                    report["missing"])
     if report["unexpected"]:
