@@ -4,6 +4,7 @@
   activation checkpointing (`_checkpoint_wrapped_module.`) give exactly the plain file's
   scores in run_net's test and in tools/predict.py, and the same training from an init;
 - a file whose keys match nothing ends run_net with one line and a non-zero exit;
+- a file that pickles its yacs config (code of the original's era) inits and tests;
 - a file that pickles code is refused by run_net (test and init), predict and relations
   with one line, and its code never runs.
 """
@@ -16,6 +17,7 @@ from contextlib import redirect_stdout
 
 import pytest
 import torch
+from yacs.config import CfgNode
 
 from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
 
@@ -80,6 +82,9 @@ def files(small_corpus, tmp_path_factory):
     paths["foreign"] = str(out / "foreign.pyth")
     torch.save({"epoch": 0, "model_state": {f"net.{k}": v for k, v in state.items()}},
                paths["foreign"])
+    paths["cfgnode"] = str(out / "cfgnode.pyth")  # as code of the original's era saved it
+    torch.save({"epoch": 0, "cfg": CfgNode.load_cfg(cfg.dump()),
+                "model_state": {f"module.{k}": v for k, v in state.items()}}, paths["cfgnode"])
     paths["code"] = str(out / "code.pyth")
     torch.save({"epoch": 0, "cfg": cfg.dump(), "model_state": state,
                 "hook": CodeRunner(out / "code_ran")}, paths["code"])
@@ -122,6 +127,24 @@ def test_run_net_test_scores_equal_for_wrapped_keys(files, tmp_path, restore_log
     assert all(scores[how] == scores["plain"] for how in WRAPPERS), scores
     n = len(torch.load(files["paths"]["plain"], weights_only=True)["model_state"])
     assert caplog.text.count(f"loaded {n}/{n} model tensors") == len(WRAPPERS)
+
+
+def test_run_net_inits_and_tests_from_a_file_pickling_its_config(files, tmp_path, restore_logging,
+                                                                 caplog):
+    """Init (the file's epoch is the last one, so no step runs) and test both read it; the
+    scores are the plain file's."""
+    path = files["paths"]["cfgnode"]
+    with caplog.at_level("INFO"):
+        rc = run_net(files, tmp_path / "pickled", "TRAIN.ENABLE", True, "TEST.ENABLE", True,
+                     "SOLVER.MAX_EPOCH", 1, "TRAIN.AUTO_RESUME", False,
+                     "TRAIN.CHECKPOINT_FILE_PATH", path)
+        assert rc == 0
+        assert run_net(files, tmp_path / "plain", "TRAIN.ENABLE", False, "TEST.ENABLE", True,
+                       "TEST.CHECKPOINT_FILE_PATH", files["paths"]["plain"]) == 0
+    assert f"initialised from {path} with its training state" in caplog.text
+    n = len(torch.load(files["paths"]["plain"], weights_only=True)["model_state"])
+    assert f"loaded {n}/{n} model tensors from {path}" in caplog.text  # the test's load
+    assert test_stats(tmp_path / "pickled") == test_stats(tmp_path / "plain") != []
 
 
 def test_predict_scores_equal_for_wrapped_keys(files, tmp_path):
