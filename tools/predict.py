@@ -54,13 +54,16 @@ def _is_key(s: str) -> bool:
 
 
 def _load_cfg(args, ckpt_path: str):
+    from yacs.config import CfgNode
+
+    from multitrain.checkpoint import read_checkpoint
     from multitrain.config import ConfigError, load_config
-    from multitrain.models import load_checkpoint_file
 
     if args.cfg:
         return load_config(args.cfg, args.opts)
-    stored = load_checkpoint_file(ckpt_path)
-    text = stored.get("cfg") if isinstance(stored, dict) else None
+    text = read_checkpoint(ckpt_path, "--checkpoint").get("cfg")
+    if isinstance(text, CfgNode):  # pickled by code of the original's era
+        text = text.dump()
     if not isinstance(text, str):
         raise ValueError(f"{ckpt_path} stores no config: pass --cfg")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
 
     from multitrain.analysis.predict import (Predictor, format_table, head_class_counts,
                                              load_model_weights, resolve_class_names)
+    from multitrain.checkpoint import CheckpointError
     from multitrain.models import build_model
 
     args = parse_args(argv)
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
         default = datasets[0] if datasets and len(datasets) == 1 else cfg.TEST.DATASET
         names = resolve_class_names(counts, [args.classnames, cfg.DATA.CLASS_NAMES_FILE],
                                     default_dataset=default)
-    except (OSError, ValueError, KeyError) as e:  # ConfigError is a ValueError
+    except (OSError, ValueError, KeyError, CheckpointError) as e:  # ConfigError is a ValueError
         print(f"predict: {e}", file=sys.stderr)
         return 2
     results = predictor.predict(args.videos, topk=args.topk, class_names=names)

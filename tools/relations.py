@@ -35,10 +35,13 @@ def parse_args(argv=None):
 def _datasets(args, state, ckpt):
     if args.datasets:
         return args.datasets.split(",")
-    if isinstance(ckpt.get("cfg"), str):
+    cfg = ckpt.get("cfg")
+    if isinstance(cfg, str):
         import yaml
 
-        names = (yaml.safe_load(ckpt["cfg"]) or {}).get("MODEL", {}).get("MULTI_DATASETS")
+        cfg = yaml.safe_load(cfg) or {}
+    if isinstance(cfg, dict):  # a YAML string, or a CfgNode pickled by the original's code
+        names = (cfg.get("MODEL") or {}).get("MULTI_DATASETS")
         if names:
             return list(names)
     prefix = "head.heads."
@@ -134,19 +137,20 @@ def write_listing(out, fmt, learned, datasets, names, k, truth):
 
 def main(argv=None) -> int:
     from multitrain.analysis.relations import learned_relations, score_against_truth, split_pair
-    from multitrain.models.checkpoint_keys import (convert_state_dict, extract_state_dict,
-                                                   load_checkpoint_file)
+    from multitrain.checkpoint import CheckpointError, read_model_state
 
     args = parse_args(argv)
-    # Read once: the state dict for the weights, the rest of the file for its config.
-    ckpt = load_checkpoint_file(args.checkpoint)
-    state = convert_state_dict(extract_state_dict(ckpt, args.checkpoint))
+    try:  # read once: the state dict for the weights, the rest of the file for its config
+        ckpt, state = read_model_state(args.checkpoint, "--checkpoint")
+    except CheckpointError as e:
+        print(f"relations: {e}", file=sys.stderr)
+        return 1
     try:
         learned = learned_relations(state)
     except ValueError as e:
         print(f"relations: {args.checkpoint}: {e}", file=sys.stderr)
         return 1
-    datasets = _datasets(args, state, ckpt if isinstance(ckpt, dict) else {})
+    datasets = _datasets(args, state, ckpt)
     names = _classnames(args.classnames)
     for pair, rel in learned.items():  # names must fit the projection shapes
         for d, k in zip(split_pair(pair, datasets), rel.shape):

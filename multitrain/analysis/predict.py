@@ -39,7 +39,7 @@ from ..data.video_dataset import default_random_flip, default_temporal_sampling
 
 __all__ = ["CLASSNAMES_DIR", "builtin_class_names", "load_class_names", "resolve_class_names",
            "ViewProtocol", "view_protocol", "Predictor", "load_model_weights", "topk_entries",
-           "format_table", "head_class_counts", "TRAINING_ONLY_PREFIXES"]
+           "format_table", "head_class_counts"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,6 @@ BUILTIN_CLASSNAMES = {("kinetics", 400): "kinetics400.json",
                       ("mit", 305): "moments_in_time_v2.json",
                       ("mit", 339): "moments_in_time_v1.json",
                       ("ssv2", 174): "ssv2.json"}
-# Model keys a predictor does not need (training-only modules, SPEC section 3).
-TRAINING_ONLY_PREFIXES = ("head.cross_dataset_heads.", "expander.")
 
 
 # ------------------------------------------------------------------------------ names
@@ -333,18 +331,12 @@ def format_table(results: Sequence[dict]) -> str:
 def load_model_weights(model: torch.nn.Module, path: str) -> dict:
     """Load a checkpoint (ours or the original's) into ``model`` for inference.
 
-    Training-only modules (projections, expander) may be absent; any other model key
-    left unloaded, or of another shape, means the config does not describe this
-    checkpoint: a ValueError names the keys.
+    Modules inference never runs (projections, expander) may be absent; any other model
+    tensor absent from the file or of another shape means the config does not describe
+    this checkpoint: a :class:`~multitrain.checkpoint.CheckpointError` names the keys.
     """
-    from ..checkpoint.checkpointer import load_model_state
-    from ..models import load_state_dict_file
+    from ..checkpoint import INFERENCE_UNUSED_PREFIXES, load_weights, read_model_state
 
-    report = load_model_state(model, load_state_dict_file(path), source=path, level=logging.DEBUG)
-    missing = [k for k in report["missing"] if not k.startswith(TRAINING_ONLY_PREFIXES)]
-    if report["skipped_shape"] or missing:
-        shapes = [f"{k} file {a} model {b}" for k, a, b in report["skipped_shape"]]
-        raise ValueError(f"{path} does not match the config's model: "
-                         f"{len(shapes)} shape mismatches {shapes[:5]}, {len(missing)} model keys "
-                         f"missing {missing[:5]} (check --cfg and MODEL.*NUM_CLASSES)")
-    return report
+    _, state = read_model_state(path, "--checkpoint")
+    return load_weights(model, state, path, may_skip=INFERENCE_UNUSED_PREFIXES,
+                        what="--checkpoint", level=logging.DEBUG)

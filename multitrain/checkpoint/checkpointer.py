@@ -17,15 +17,17 @@ import errno
 import logging
 import os
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
-from torch import nn
+
+from .weights import (FINE_TUNE_PREFIXES, INFERENCE_UNUSED_PREFIXES, CheckpointError,
+                      adapt_keys, extract_model_state, load_weights, read_checkpoint,
+                      strip_module_prefix, unwrap_model)
 
 __all__ = [
     "CHECKPOINT_SUBDIR", "CheckpointError", "Checkpointer", "checkpoint_dir", "checkpoint_name",
-    "parse_checkpoint_name", "list_checkpoints", "find_latest", "strip_module_prefix",
-    "extract_model_state", "load_model_state", "default_read_fn", "atomic_save",
+    "parse_checkpoint_name", "list_checkpoints", "find_latest", "atomic_save",
 ]
 
 logger = logging.getLogger(__name__)
@@ -35,10 +37,6 @@ _NAME_RE = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_iter_(\d{6,}))?\.pyth$")
 _TMP_MARK = ".tmp."  # temp files: ".<final name>.tmp.<pid>" in the same folder
 _END = float("inf")  # iteration key of an end-of-epoch file
 _START_KEYS = {"mode", "path", "extra", "start_epoch", "start_iter"}  # resume_or_init's own keys
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read; the message names the file."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -72,11 +70,6 @@ def list_checkpoints(ckpt_dir: str) -> List[str]:
     return [os.path.join(ckpt_dir, f) for key, f in sorted(n for n in named if n[0] is not None)]
 
 
-def default_read_fn(path: str) -> dict:
-    """Read a checkpoint on the CPU with ``torch.load(weights_only=True)``."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def _quick_check(path: str) -> None:
     """Cheap completeness test: the zip's directory and the pickle must read (tensor data is
     memory-mapped, not read). Raises on a truncated or foreign file."""
@@ -84,7 +77,7 @@ def _quick_check(path: str) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
         # legacy (non-zip) files and some filesystems cannot be memory-mapped: read it all
-        ckpt = default_read_fn(path)
+        ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "model_state" not in ckpt:
         raise CheckpointError(f"{path} holds no 'model_state'")
 
@@ -104,70 +97,8 @@ def find_latest(ckpt_dir: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# State-dict helpers
+# Restoring training state
 # ---------------------------------------------------------------------------------------
-def strip_module_prefix(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Remove DDP's ``module.`` prefixes (repeated ones too)."""
-    out = {}
-    for k, v in state.items():
-        while k.startswith("module."):
-            k = k[len("module."):]
-        out[k] = v
-    return out
-
-
-def extract_model_state(ckpt: dict, path: str = "<checkpoint>") -> Dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint: ``model_state`` (ours, PySlowFast),
-    ``model`` or ``state_dict`` (other tools), or the dict itself when it maps names to
-    tensors."""
-    for key in ("model_state", "model", "state_dict"):
-        if isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        return ckpt
-    raise CheckpointError(f"{path}: no model state found (keys: {sorted(ckpt)[:10]})")
-
-
-def load_model_state(model: nn.Module, state: Dict[str, torch.Tensor],
-                     source: str = "<checkpoint>", level: int = logging.INFO) -> dict:
-    """Load the entries of ``state`` whose name and shape match the model; list the rest.
-
-    Returns:
-        ``{"loaded": [...], "skipped_shape": [(key, ckpt shape, model shape)],
-        "unexpected": [...], "missing": [...]}`` — missing = model keys left unloaded.
-    """
-    target = _unwrap(model)
-    own = target.state_dict()
-    report = {"loaded": [], "skipped_shape": [], "unexpected": [], "missing": []}
-    usable = {}
-    for k, v in strip_module_prefix(state).items():
-        if k not in own:
-            report["unexpected"].append(k)
-        elif tuple(own[k].shape) != tuple(v.shape):
-            report["skipped_shape"].append((k, tuple(v.shape), tuple(own[k].shape)))
-        else:
-            usable[k] = v
-    report["loaded"] = sorted(usable)
-    report["missing"] = sorted(set(own) - set(usable))
-    target.load_state_dict(usable, strict=False)
-    logger.log(level, "loaded %d/%d model tensors from %s", len(usable), len(own), source)
-    if report["skipped_shape"]:
-        logger.warning("%s: %d keys skipped, shape differs (key, file, model): %s", source,
-                       len(report["skipped_shape"]), report["skipped_shape"])
-    if report["unexpected"]:
-        logger.warning("%s: %d keys not in the model, skipped: %s", source,
-                       len(report["unexpected"]), report["unexpected"])
-    if report["missing"]:
-        logger.warning("%s: %d model keys left unloaded: %s", source,
-                       len(report["missing"]), report["missing"])
-    return report
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
-
-
 def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, source: str) -> None:
     """Refuse an optimizer state whose groups or tensor shapes do not fit the parameters
     (``load_state_dict`` only compares group sizes; a shape error would surface later)."""
@@ -274,19 +205,13 @@ class Checkpointer:
         keep: keep only the newest ``keep`` files after each save (0 keeps all).
         rank: global rank; only rank 0 writes or deletes files.
         cfg_yaml: the run's config as a YAML string, stored under ``cfg``.
-        key_map_fn: ``state_dict -> state_dict`` applied (after stripping ``module.``) to
-            every model state read, e.g. to rename keys of original checkpoints. It must
-            leave our own key names unchanged.
-        read_fn: ``path -> dict`` used for TRAIN/TEST.CHECKPOINT_FILE_PATH (files of other
-            codes, e.g. PySlowFast's that pickle a yacs config); own checkpoints are always
-            read with ``torch.load(weights_only=True)``.
+
+    Every file is read and its weights loaded through :mod:`multitrain.checkpoint.weights`.
     """
 
-    def __init__(self, output_dir: str, model: nn.Module,
+    def __init__(self, output_dir: str, model: torch.nn.Module,
                  optimizer: Optional[torch.optim.Optimizer] = None, scaler=None, keep: int = 0,
-                 rank: int = 0, cfg_yaml: str = "",
-                 key_map_fn: Optional[Callable[[dict], dict]] = None,
-                 read_fn: Optional[Callable[[str], dict]] = None):
+                 rank: int = 0, cfg_yaml: str = ""):
         self.dir = checkpoint_dir(output_dir)
         self.model = model
         self.optimizer = optimizer
@@ -294,15 +219,12 @@ class Checkpointer:
         self.keep = int(keep)
         self.rank = int(rank)
         self.cfg_yaml = cfg_yaml
-        self.key_map_fn = key_map_fn
-        self.read_fn = read_fn or default_read_fn
 
     @classmethod
-    def from_config(cls, cfg, model, optimizer=None, scaler=None, rank: int = 0,
-                    key_map_fn=None, read_fn=None) -> "Checkpointer":
+    def from_config(cls, cfg, model, optimizer=None, scaler=None, rank: int = 0) -> "Checkpointer":
         """Build from ``OUTPUT_DIR`` and ``TRAIN.CHECKPOINT_KEEP``; stores ``cfg.dump()``."""
         return cls(cfg.OUTPUT_DIR, model, optimizer, scaler, keep=cfg.TRAIN.CHECKPOINT_KEEP,
-                   rank=rank, cfg_yaml=cfg.dump(), key_map_fn=key_map_fn, read_fn=read_fn)
+                   rank=rank, cfg_yaml=cfg.dump())
 
     # ------------------------------------------------------------------ saving
     def state_dict(self, epoch: int, iteration: Optional[int] = None,
@@ -310,7 +232,7 @@ class Checkpointer:
         """The payload :meth:`save` writes (see the module docstring for its keys)."""
         ckpt = {
             "epoch": int(epoch),
-            "model_state": strip_module_prefix(_unwrap(self.model).state_dict()),
+            "model_state": strip_module_prefix(unwrap_model(self.model).state_dict()),
             "cfg": self.cfg_yaml,
             "extra": dict(extra or {}),
         }
@@ -384,26 +306,9 @@ class Checkpointer:
         """Newest complete own checkpoint, or None."""
         return find_latest(self.dir)
 
-    def _read(self, path: str, read_fn: Callable[[str], dict], what: str) -> dict:
-        if not os.path.isfile(path):
-            raise CheckpointError(f"{what}: checkpoint file {path} does not exist")
-        try:
-            ckpt = read_fn(path)
-        except Exception as e:
-            hint = ""
-            if "weights_only" in str(e) or "Unpickl" in type(e).__name__:
-                hint = (" (a file that pickles objects, such as a PySlowFast checkpoint with a "
-                        "yacs config, needs the model's read_fn)")
-            raise CheckpointError(f"{what}: cannot read checkpoint {path}: {e}{hint}") from e
-        if not isinstance(ckpt, dict):
-            raise CheckpointError(f"{what}: {path} holds a {type(ckpt).__name__}, not a dict")
-        return ckpt
-
-    def _load_model(self, ckpt: dict, path: str, level: int = logging.INFO) -> dict:
-        state = strip_module_prefix(extract_model_state(ckpt, path))
-        if self.key_map_fn is not None:
-            state = self.key_map_fn(state)
-        return load_model_state(self.model, state, source=path, level=level)
+    def _load_model(self, ckpt: dict, path: str, may_skip=(), what: str = "checkpoint") -> dict:
+        state = adapt_keys(extract_model_state(ckpt, path))
+        return load_weights(self.model, state, path, may_skip=may_skip, what=what)
 
     def _restore_training(self, ckpt: dict, path: str) -> None:
         if self.optimizer is not None and ckpt.get("optimizer_state"):
@@ -434,7 +339,7 @@ class Checkpointer:
         """Load model, optimizer, scaler and position from one of our own files
         (``ckpt``: its content when already read)."""
         if ckpt is None:
-            ckpt = self._read(path, default_read_fn, "resume")
+            ckpt = read_checkpoint(path, "resume")
         self._load_model(ckpt, path)
         self._restore_training(ckpt, path)
         start = self._start(ckpt, path, "resume")
@@ -447,8 +352,8 @@ class Checkpointer:
 
         1. ``TRAIN.AUTO_RESUME`` and an own complete checkpoint exists: resume from the
            newest (unreadable newer files are skipped with a warning naming them).
-        2. ``TRAIN.CHECKPOINT_FILE_PATH``: init from that file (mismatched keys skipped
-           and listed); with ``TRAIN.CHECKPOINT_EPOCH_RESET`` from epoch 0 with a fresh
+        2. ``TRAIN.CHECKPOINT_FILE_PATH``: init from that file; only head tensors may
+           differ (they keep their initialisation and are listed); with ``TRAIN.CHECKPOINT_EPOCH_RESET`` from epoch 0 with a fresh
            optimizer, else with its epoch, optimizer and scaler.
         3. otherwise from scratch.
 
@@ -461,7 +366,7 @@ class Checkpointer:
         if cfg.TRAIN.AUTO_RESUME:
             for path in reversed(list_checkpoints(self.dir)):
                 try:
-                    ckpt = self._read(path, default_read_fn, "TRAIN.AUTO_RESUME")
+                    ckpt = read_checkpoint(path, "TRAIN.AUTO_RESUME")
                     extract_model_state(ckpt, path)
                 except CheckpointError as e:
                     logger.warning("skipping incomplete or unreadable checkpoint %s: %s", path, e)
@@ -470,8 +375,9 @@ class Checkpointer:
             logger.info("TRAIN.AUTO_RESUME: no complete checkpoint in %s", self.dir)
         path = cfg.TRAIN.CHECKPOINT_FILE_PATH
         if path:
-            ckpt = self._read(path, self.read_fn, "TRAIN.CHECKPOINT_FILE_PATH")
-            self._load_model(ckpt, path)
+            what = "TRAIN.CHECKPOINT_FILE_PATH"
+            ckpt = read_checkpoint(path, what)
+            self._load_model(ckpt, path, may_skip=FINE_TUNE_PREFIXES, what=what)
             if cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
                 logger.info("initialised from %s; TRAIN.CHECKPOINT_EPOCH_RESET: epoch 0, "
                             "fresh optimizer", path)
@@ -495,25 +401,20 @@ class Checkpointer:
             the path loaded, or None (with a warning) when there is none: the model keeps
             its random initialisation.
         Raises:
-            CheckpointError: a tensor's shape differs from the model's (other class counts,
-                crop size...): testing partly random weights would report a wrong score.
+            CheckpointError: the file is unreadable, or a model tensor that testing uses is
+                absent from it or of another shape (other class counts, crop size...):
+                testing partly random weights would report a wrong score.
         """
-        path, what, read_fn = cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH", self.read_fn
+        path, what = cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH"
         if not path:
-            path, what, read_fn = self.latest(), "newest own checkpoint", default_read_fn
+            path, what = self.latest(), "newest own checkpoint"
         if not path and cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            path, what, read_fn = cfg.TRAIN.CHECKPOINT_FILE_PATH, "TRAIN.CHECKPOINT_FILE_PATH", self.read_fn
+            path, what = cfg.TRAIN.CHECKPOINT_FILE_PATH, "TRAIN.CHECKPOINT_FILE_PATH"
         if not path:
             logger.warning("no checkpoint to test (TEST.CHECKPOINT_FILE_PATH empty, none in %s, "
                            "TRAIN.CHECKPOINT_FILE_PATH empty): testing random weights", self.dir)
             return None
-        ckpt = self._read(path, read_fn, what)
-        report = self._load_model(ckpt, path)
-        if report["skipped_shape"]:  # e.g. other class counts: the test would score random heads
-            raise CheckpointError(
-                f"{what} {path}: {len(report['skipped_shape'])} tensors differ in shape from the "
-                f"model (key, file, model): {report['skipped_shape']}; the config must describe "
-                "the checkpoint's model (MODEL.NUM_CLASSES / MODEL.MULTI_NUM_CLASSES, "
-                "DATA.TEST_CROP_SIZE, DATA.NUM_FRAMES...)")
+        ckpt = read_checkpoint(path, what)
+        self._load_model(ckpt, path, may_skip=INFERENCE_UNUSED_PREFIXES, what=what)
         logger.info("testing weights of %s (%s)", path, what)
         return path

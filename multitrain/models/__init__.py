@@ -1,4 +1,4 @@
-"""Models: MViTv2 (MultiTrain and official variants), heads, losses, checkpoint key map.
+"""Models: MViTv2 (MultiTrain and official variants), heads, losses.
 
 `build_model(cfg)` and `build_loss(cfg, model)` are the only places that read the config.
 """
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Dict
 
-from .checkpoint_keys import convert_state_dict, load_checkpoint_file, load_state_dict_file
 from .heads import MultiDatasetHead, TransformerBasicHead
 from .losses import build_loss
 from .model_info import log_model_info, model_info
@@ -14,8 +13,7 @@ from .mvit import MViT, build_expander
 
 __all__ = [
     "build_model", "build_loss", "mvit_kwargs_from_cfg", "model_variant", "MViT",
-    "convert_state_dict", "load_state_dict_file", "load_checkpoint_file", "log_model_info",
-    "model_info",
+    "log_model_info", "model_info",
 ]
 
 _OFFICIAL_KEYS = ("DIM_MUL_IN_ATT", "RESIDUAL_POOLING", "REL_POS_SPATIAL", "REL_POS_TEMPORAL")

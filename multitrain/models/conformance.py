@@ -15,9 +15,9 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..checkpoint.weights import adapt_keys
 from ..config import get_cfg, merge
 from . import build_model
-from .checkpoint_keys import convert_state_dict
 from .losses import InformativeLoss, MultiHeadLoss
 
 TOLERANCE = 1e-4
@@ -86,7 +86,7 @@ def build_fixture_model(fixture: Dict, roots: Optional[Sequence[str]] = None,
           list(fixture.get("config_overrides", [])))
     cfg.MVIT.ATTENTION_IMPL = attention_impl
     model = build_model(cfg)
-    result = model.load_state_dict(convert_state_dict(fixture["model_state"]), strict=False)
+    result = model.load_state_dict(adapt_keys(fixture["model_state"]), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise KeyError(f"fixture state does not match the model built from "
                        f"{fixture['config_file']}: missing {result.missing_keys}, "

@@ -245,26 +245,66 @@ def test_init_skips_and_lists_mismatched_keys(tmp_path, caplog):
             cfg_for(tmp_path / "run", CHECKPOINT_FILE_PATH=str(foreign)))
 
 
-def test_hooks_for_foreign_files(tmp_path):
+WRAPPED_KEYS = {  # how other tools name the parameter "backbone.weight"
+    "plain": lambda k: k,
+    "ddp": lambda k: f"module.{k}",
+    "compile": lambda k: f"_orig_mod.{k}",
+    "ddp+compile": lambda k: f"module._orig_mod.{k}",
+    "act-checkpoint": lambda k: k.replace(".", "._checkpoint_wrapped_module.", 1),
+}
+
+
+@pytest.mark.parametrize("wrap", sorted(WRAPPED_KEYS))
+def test_wrapped_keys_load_for_init_and_test(tmp_path, wrap):
     src, _ = make(seed=1)
-    foreign = tmp_path / "orig.bin"
-    torch.save({"weights": {f"old_{k.replace('.', '__')}": v for k, v in src.state_dict().items()}},
-               foreign)
-    calls = []
-
-    def read_fn(path):
-        calls.append(path)
-        return {"model_state": torch.load(path, weights_only=True)["weights"]}
-
-    def key_map(state):
-        return {k[len("old_"):].replace("__", "."): v for k, v in state.items()}
-
+    path = tmp_path / "wrapped.pyth"
+    torch.save({"model_state": {WRAPPED_KEYS[wrap](k): v for k, v in src.state_dict().items()},
+                "epoch": 2}, path)
     model, opt = make(seed=2)
-    ck = Checkpointer(str(tmp_path / "run"), model, opt, key_map_fn=key_map, read_fn=read_fn)
-    start = ck.resume_or_init(cfg_for(tmp_path / "run", CHECKPOINT_FILE_PATH=str(foreign),
-                                      CHECKPOINT_EPOCH_RESET=True))
-    assert calls == [str(foreign)] and start["start_epoch"] == 0
+    Checkpointer(str(tmp_path / "run"), model, opt).resume_or_init(
+        cfg_for(tmp_path / "run", CHECKPOINT_FILE_PATH=str(path), CHECKPOINT_EPOCH_RESET=True))
     assert same_params(model, src)
+    tested, _ = make(seed=3)
+    cfg = cfg_for(tmp_path / "run")
+    cfg.TEST.CHECKPOINT_FILE_PATH = str(path)
+    assert Checkpointer(str(tmp_path / "run"), tested).load_for_test(cfg) == str(path)
+    assert same_params(tested, src)
+
+
+def test_init_may_skip_heads_only(tmp_path):
+    src, _ = make(seed=1)
+    state = dict(src.state_dict(), **{"backbone.weight": torch.zeros(8, 7)})  # another input size
+    path = tmp_path / "other_backbone.pyth"
+    torch.save({"model_state": state, "epoch": 0}, path)
+    model, opt = make(seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        Checkpointer(str(tmp_path / "run"), model, opt).resume_or_init(
+            cfg_for(tmp_path / "run", CHECKPOINT_FILE_PATH=str(path), CHECKPOINT_EPOCH_RESET=True))
+    msg = str(err.value)
+    assert "backbone.weight file (8, 7) model (8, 6)" in msg and str(path) in msg
+    assert "\n" not in msg and "head." not in msg
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing loaded
+
+
+def test_load_for_test_refuses_unloaded_tensors(tmp_path):
+    src, _ = make(seed=1)
+    model, _ = make(seed=2)
+    cfg = cfg_for(tmp_path)
+    cfg.TEST.CHECKPOINT_FILE_PATH = str(tmp_path / "partial.pyth")
+    partial = {k: v for k, v in src.state_dict().items() if not k.startswith("norm.")}
+    torch.save({"model_state": partial}, cfg.TEST.CHECKPOINT_FILE_PATH)
+    with pytest.raises(CheckpointError, match=r"2 of 6 model tensors.*norm.bias, norm.weight"):
+        Checkpointer(str(tmp_path), model).load_for_test(cfg)
+    # a head of another class count is not tested on its random initialisation either
+    other, _ = make(seed=1, classes=7)
+    torch.save({"model_state": other.state_dict()}, cfg.TEST.CHECKPOINT_FILE_PATH)
+    with pytest.raises(CheckpointError, match=r"head.weight file \(7, 8\) model \(4, 8\)"):
+        Checkpointer(str(tmp_path), model).load_for_test(cfg)
+    torch.save({"model_state": {f"net.{k}": v for k, v in src.state_dict().items()}},
+               cfg.TEST.CHECKPOINT_FILE_PATH)
+    with pytest.raises(CheckpointError, match=r"6 of 6 model tensors would stay unloaded \(0 match"):
+        Checkpointer(str(tmp_path), model).load_for_test(cfg)
 
 
 def test_missing_or_unreadable_file_is_named(tmp_path):

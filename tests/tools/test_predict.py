@@ -340,8 +340,10 @@ def test_single_head_model_with_class_names_file(small_corpus, tmp_path):
 def test_checkpoint_of_another_model_is_a_clear_error(small_corpus, untrained, tmp_path):
     from multitrain.models import build_model
 
+    from multitrain.checkpoint import CheckpointError
+
     other = tiny_cfg(small_corpus, tmp_path, ["MODEL.MULTI_NUM_CLASSES", [7, 4, 4]])
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(CheckpointError) as err:
         load_model_weights(build_model(other), untrained.ckpt)
     msg = str(err.value)
     assert untrained.ckpt in msg and "does not match the config's model" in msg
