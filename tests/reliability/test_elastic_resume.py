@@ -19,8 +19,9 @@ import torch
 from .helpers import (checkpoints, console_of, final_state, load_tiny_cfg, net_args, read_text,
                       start, start_ranks, train_net, wait_for, wait_ranks)
 
-OPTS = ["TRAIN.MAX_ITERS_PER_EPOCH", "4", "TRAIN.LOG_SAMPLES", "True",
-        "DIST.TIMEOUT_SECONDS", "120"]
+# validation after the last epoch only, no loader workers: seconds per run saved
+OPTS = ["TRAIN.MAX_ITERS_PER_EPOCH", "4", "TRAIN.LOG_SAMPLES", "True", "TRAIN.EVAL_PERIOD", "2",
+        "DATA_LOADER.NUM_WORKERS", "0", "DIST.TIMEOUT_SECONDS", "120"]
 FIRST = "checkpoint_epoch_00001_iter_000001.pyth"
 
 
