@@ -51,7 +51,7 @@ def data_overrides(data_dir: str, names, dirs):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from multitrain.analysis.relations import format_relations, learned_relations, score_against_truth
-    from multitrain.checkpoint.checkpointer import checkpoint_dir, find_latest
+    from multitrain.checkpoint import checkpoint_dir, find_latest, read_model_state
     from multitrain.data.synthetic import make_synthetic_corpus
     from multitrain.engine.launch import run, run_test
     from multitrain.utils.logging import setup_logging
@@ -93,10 +93,7 @@ def main(argv=None) -> int:
         views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"
         print(f"{name:<10} {k:>7} {views:>7} {stats['top1']:>7.1f} {stats['top5']:>7.1f} {100 / k:>7.1f}")
 
-    ckpt = find_latest(checkpoint_dir(args.output_dir))
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["model_state"]
+    _, state = read_model_state(find_latest(checkpoint_dir(args.output_dir)))
     learned = learned_relations(state)
     classnames = {n: truth["datasets"][n]["classes"] for n in names}
     print("\n[demo] learned cross-dataset relations (top-2 per class; * = truly related)")

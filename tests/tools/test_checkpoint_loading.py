@@ -4,13 +4,14 @@
   activation checkpointing (`_checkpoint_wrapped_module.`) give exactly the plain file's
   scores in run_net's test and in tools/predict.py, and the same training from an init;
 - a file whose keys match nothing ends run_net with one line and a non-zero exit;
-- a file that pickles its yacs config (code of the original's era) inits and tests;
+- a file that pickles its yacs config (code of the original's era) tests the same and inits;
 - a file that pickles code is refused by run_net (test and init), predict and relations
   with one line, and its code never runs.
 """
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -115,8 +116,9 @@ def predict_json(path, video, cfg_file):
 
 
 def test_run_net_test_scores_equal_for_wrapped_keys(files, tmp_path, restore_logging, caplog):
+    """The wrapped files and the one pickling its yacs config."""
     scores = {}
-    for how in WRAPPERS:
+    for how in WRAPPERS + ["cfgnode"]:
         out = tmp_path / how.strip("._")
         with caplog.at_level("INFO"):
             rc = run_net(files, out, "TRAIN.ENABLE", False, "TEST.ENABLE", True,
@@ -124,27 +126,23 @@ def test_run_net_test_scores_equal_for_wrapped_keys(files, tmp_path, restore_log
         assert rc == 0
         (stats,) = test_stats(out)
         scores[how] = stats
-    assert all(scores[how] == scores["plain"] for how in WRAPPERS), scores
+    assert all(scores[how] == scores["plain"] for how in scores), scores
     n = len(torch.load(files["paths"]["plain"], weights_only=True)["model_state"])
-    assert caplog.text.count(f"loaded {n}/{n} model tensors") == len(WRAPPERS)
+    assert caplog.text.count(f"loaded {n}/{n} model tensors") == len(scores)
 
 
-def test_run_net_inits_and_tests_from_a_file_pickling_its_config(files, tmp_path, restore_logging,
-                                                                 caplog):
-    """Init (the file's epoch is the last one, so no step runs) and test both read it; the
-    scores are the plain file's."""
+def test_run_net_inits_from_a_file_pickling_its_config(files, tmp_path, restore_logging, caplog):
+    """Its epoch is the last one, so the init is all that runs."""
     path = files["paths"]["cfgnode"]
     with caplog.at_level("INFO"):
-        rc = run_net(files, tmp_path / "pickled", "TRAIN.ENABLE", True, "TEST.ENABLE", True,
+        rc = run_net(files, tmp_path, "TRAIN.ENABLE", True, "TEST.ENABLE", False,
                      "SOLVER.MAX_EPOCH", 1, "TRAIN.AUTO_RESUME", False,
                      "TRAIN.CHECKPOINT_FILE_PATH", path)
-        assert rc == 0
-        assert run_net(files, tmp_path / "plain", "TRAIN.ENABLE", False, "TEST.ENABLE", True,
-                       "TEST.CHECKPOINT_FILE_PATH", files["paths"]["plain"]) == 0
+    assert rc == 0
     assert f"initialised from {path} with its training state" in caplog.text
     n = len(torch.load(files["paths"]["plain"], weights_only=True)["model_state"])
-    assert f"loaded {n}/{n} model tensors from {path}" in caplog.text  # the test's load
-    assert test_stats(tmp_path / "pickled") == test_stats(tmp_path / "plain") != []
+    # every model tensor (the total also counts the loss's own, which the file lacks)
+    assert re.search(rf"loaded {n}/\d+ model tensors from {re.escape(path)}", caplog.text)
 
 
 def test_predict_scores_equal_for_wrapped_keys(files, tmp_path):
