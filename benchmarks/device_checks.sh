@@ -30,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision, decord, av; print('torch', torch.__version__, \
 'torchvision', torchvision.__version__, 'decord', decord.__version__, 'av', av.__version__)"
 nproc
-B=benchmarks/model_speed.py
+B="-m benchmarks.model_speed"
 TAIL=14 step cuda_tests 150 python3 -m pytest tests/cuda -m cuda -q -s -p no:cacheprovider
 TAIL=6 step model_bf16 100 python3 $B --device cuda --amp bf16 --frames 32 --crop 224 --batch 8 \
     --iters 4 --repeats 1 --json "$OUT/model_bf16.json"

@@ -12,9 +12,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos  # noqa: E402
+from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos
 
 
 def parse_args(argv=None):

@@ -5,12 +5,9 @@ Multi-node: add `--init_method tcp://HOST:PORT --num_shards N --shard_id I` on e
 or start it under `torchrun` / SLURM (the environment is read).
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.config import ConfigError, load_config  # noqa: E402
+from multitrain.config import ConfigError, load_config
 
 
 def parse_args(argv=None):

@@ -31,7 +31,7 @@ from .batch import move_batch, prepare_train_batch
 from .evaluator import validate
 from .lr_schedule import get_lr_at_epoch, set_lr
 from .optim import build_optimizer
-from .train_step import train_step
+from .train_step import StepResult, train_step
 from .writers import StatsWriter
 
 logger = logging.getLogger(__name__)
@@ -133,11 +133,7 @@ class Trainer:
             replaced += sum(int(b.get("num_replaced", 0)) for b in micro)
             batches = [self._prepare(b, epoch, step, i) for i, b in enumerate(micro)]
             t0 = time.perf_counter()
-            res = train_step(
-                self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
-                clip_norm=cfg.SOLVER.CLIP_GRAD_L2NORM, clip_value=cfg.SOLVER.CLIP_GRAD_VAL,
-                amp_dtype=self.amp_dtype, device=self.device,
-                set_lr=lambda i: self._set_lr(epoch, step * accum + i))
+            res = self.run_step(batches, epoch, step)
             self.num_skipped_steps += int(res.skipped)
             self._log_step(epoch, step, res, data_time, time.perf_counter() - t0, micro)
             done = step + 1
@@ -161,6 +157,17 @@ class Trainer:
             stats = validate(self.model, self.val_loader, self.cfg, self.device)
         self.writer.write("val", epoch + 1, stats)
         return stats
+
+    def run_step(self, batches: List[dict], epoch: int, step: int) -> StepResult:
+        """One optimizer step (forward, loss, backward, clip, update) on `batches`: the
+        micro-batches of step `step` of `epoch`, on the device with Mixup applied
+        (`prepare_train_batch`); the LR is the schedule's at that step."""
+        cfg = self.cfg
+        return train_step(
+            self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
+            clip_norm=cfg.SOLVER.CLIP_GRAD_L2NORM, clip_value=cfg.SOLVER.CLIP_GRAD_VAL,
+            amp_dtype=self.amp_dtype, device=self.device,
+            set_lr=lambda i: self._set_lr(epoch, step * self.accum + i))
 
     # ---------------------------------------------------------------- pieces
     def _prepare(self, batch, epoch: int, step: int, micro: int):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.pil_baseline import pil_eval_view, pil_train_clip
+from benchmarks.pil_baseline import pil_eval_view, pil_train_clip
 from multitrain.data.transforms import (EvalViewTransform, TrainClipRecipe, build_clip_transform,
                                         eval_view, uniform_crop_offsets)
 from multitrain.data.transforms import geometry as G
