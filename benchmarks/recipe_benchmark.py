@@ -24,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch  # before decord (decord2's wheel crashes when imported first)
 

@@ -9,7 +9,6 @@ unless --force.
 """
 import argparse
 import json
-import sys
 
 from multitrain.data.synthetic import (
     DEFAULT_COUNTS, make_synthetic_corpus, read_corpus_summary,
@@ -54,4 +53,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -9,7 +9,6 @@ written to a temp file then renamed, so it is complete). Videos already at or be
 target are copied. Failures are listed at the end; the exit status is 1 if any.
 """
 import argparse
-import os
 import sys
 
 from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos
@@ -51,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -6,7 +6,6 @@ The fixture's config file is looked up by name under configs/ (then the shared r
 configs). Library code: multitrain/models/conformance.py.
 """
 import argparse
-import sys
 
 from multitrain.models.conformance import TOLERANCE, check_fixture, format_checks
 
@@ -30,4 +29,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -6,7 +6,6 @@ accuracy and the class relations the projection layers learned next to the true 
 import argparse
 import json
 import os
-import sys
 import time
 
 from multitrain.config import load_config
@@ -107,4 +106,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

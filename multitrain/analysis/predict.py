@@ -248,7 +248,7 @@ class Predictor:
         """views: [V, 3, T, S, S] -> {dataset: probabilities [V, K]} (all heads)."""
         chunks: Dict[str, List[torch.Tensor]] = {}
         for x in views.split(self.batch_size):
-            out = self.model(x.to(self.device, non_blocking=True))
+            out = self.model(x.to(self.device, non_blocking=True), output="probs")
             if not isinstance(out, dict):  # single head
                 out = {next(iter(self.protocols)): out}
             for name, p in out.items():

@@ -86,11 +86,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> Dict[str, float]:
-        """All epochs; stop signals checkpoint-and-stop only while this runs."""
+        """All epochs; stop signals checkpoint-and-stop only while this runs. Closes the
+        stats writer (TensorBoard's files are complete when this returns)."""
         previous = self._install_signal_handlers()
         try:
             return self._train_epochs()
         finally:
+            self.writer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
@@ -115,7 +117,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int, first_step: int = 0) -> bool:
         """Train one epoch from step `first_step`; False if stopped early by a signal."""
-        cfg, accum = self.cfg, self.accum
+        accum = self.accum
         self.ddp_model.train()
         sampler = self.train_loader.sampler
         sampler.set_epoch(epoch)

@@ -258,7 +258,7 @@ def test_cli_scores_are_the_mean_of_the_test_views(small_corpus, untrained, tmp_
             proto = "segment" if name == "ssv2" else "clip"
             if proto not in probs:
                 with torch.no_grad():
-                    probs[proto] = model(reference_views(cfg, name, video, tmp_path))
+                    probs[proto] = model(reference_views(cfg, name, video, tmp_path), output="probs")
             expected = probs[proto][name].mean(0)
             assert len(entries) == len(names[name])  # top-10 of fewer classes: all of them
             assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1))
@@ -281,7 +281,7 @@ def test_cli_single_view_selected_heads_table_and_overrides(small_corpus, untrai
     # No --classnames and no shipped map for 4 MiT classes: indices are shown.
     one = load_config_like(cfg, ["TEST.NUM_ENSEMBLE_VIEWS", 1, "TEST.NUM_SPATIAL_CROPS", 1])
     with torch.no_grad():
-        p = model(reference_views(one, "mit", video, tmp_path), dataset_name="mit")[0]
+        p = model(reference_views(one, "mit", video, tmp_path), dataset_name="mit", output="probs")[0]
     top = p.argsort(descending=True)[:2].tolist()
     for line, idx in zip(lines[2:], top):
         rank, score, name = line.split()
@@ -330,7 +330,7 @@ def test_single_head_model_with_class_names_file(small_corpus, tmp_path):
     (res,) = json.loads(text)
     assert list(res["predictions"]) == ["ssv2"] and res["views"] == {"ssv2": "1x3"}
     with torch.no_grad():
-        expected = model(reference_views(cfg, "ssv2", video, tmp_path)).mean(0)
+        expected = model(reference_views(cfg, "ssv2", video, tmp_path), output="probs").mean(0)
     got = res["predictions"]["ssv2"]
     assert [e["name"] for e in got] == [names[i] for i in expected.argsort(descending=True).tolist()]
     best = expected.sort(descending=True).values.tolist()
