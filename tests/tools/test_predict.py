@@ -9,21 +9,19 @@
 import io
 import json
 import os
-import sys
 from contextlib import redirect_stdout
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, corpus_overrides, load_tool
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import predict as predict_tool  # noqa: E402  tools/predict.py
-
-from multitrain.analysis.predict import (CLASSNAMES_DIR, Predictor, builtin_class_names,  # noqa: E402
+from multitrain.analysis.predict import (CLASSNAMES_DIR, Predictor, builtin_class_names,
                                          load_class_names, load_model_weights,
                                          resolve_class_names, view_protocol)
+
+predict_tool = load_tool("predict")
 
 # Small inputs so a CPU trains the demo model in seconds: 8 frames of 32x32.
 TINY_OPTS = ["DATA.TRAIN_CROP_SIZE", 32, "DATA.TEST_CROP_SIZE", 32, "DATA.TRAIN_JITTER_SCALES", [32, 40],

@@ -7,12 +7,10 @@ import torch  # noqa: F401  (before decord)
 
 from benchmarks import recipe_speed
 from benchmarks.recipe_benchmark import end_to_end
+from mt_testing import TINY_MVIT
 
-# A 2-layer, 16-wide MViT on 8 x 32 x 32 clips: the step takes well under a second.
-TINY = ["DATA.NUM_FRAMES", "8", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-        "MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.DIM_MUL", "[[1, 2.0]]",
-        "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]",
-        "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 4, 4]"]
+# The tiny MViT on 8 x 32 x 32 clips.
+TINY = ["DATA.NUM_FRAMES", "8", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"] + TINY_MVIT
 
 
 def _positive_numbers(tree, path=""):
