@@ -1,4 +1,4 @@
-"""The train clip recipe in the loader workers vs on the device, and training samples/s 
+"""The train clip recipe in the loader workers vs on the device, and training samples/s.
 
     python -m benchmarks.recipe_speed [--cfg CFG] [--device cpu|cuda] [--videos 4] [--items 12]
         [--batch 8] [--step] [--json OUT] [KEY VALUE ...]
@@ -18,8 +18,8 @@ KEY VALUE overrides come after every --option and win. A small model for ``--ste
 CPU: ``MVIT.DEPTH 2 MVIT.EMBED_DIM 16 MVIT.DIM_MUL "[[1, 2.0]]" MVIT.HEAD_MUL "[[1, 2.0]]"
 MVIT.POOL_Q_STRIDE "[[1, 1, 2, 2]]" MVIT.POOL_KV_STRIDE_ADAPTIVE "[1, 4, 4]" DATA.NUM_FRAMES 8
 DATA.TRAIN_CROP_SIZE 112`` (the block indices of DIM_MUL etc. must fit the depth). On a
-shared CPU, ``--threads 1`` avoids OpenMP threads waiting on each other (measured here: the
-recipe and a small step 6-11x slower with 2 threads on a loaded 2-core machine).
+shared CPU, ``--threads 1`` avoids OpenMP threads waiting on each other (docs/BENCHMARKS.md,
+"Loader", notes).
 Measurements: benchmarks/recipe_benchmark.py.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ def parse_args(argv=None):
     p.add_argument("--num_shards", type=int, default=None, help="number of nodes")
     p.add_argument("--shard_id", type=int, default=None, help="this node's index")
     p.add_argument("opts", nargs="*", help="KEY VALUE overrides, e.g. NUM_GPUS 0")
-    # The seed README puts --init_method/--num_shards/--shard_id after the overrides.
+    # The original README puts --init_method/--num_shards/--shard_id after the overrides.
     return p.parse_intermixed_args(argv)
 
 

@@ -1,6 +1,6 @@
 """Predict the classes of videos with a trained model: top-k of every dataset head.
 
-The views are those of the multi-view test (SPEC sections 5 and 8), per dataset:
+The views are those of the multi-view test (`engine.evaluator`), per dataset:
 
 - Kinetics / MiT (clip sampling): ``num_views`` temporal windows of ``NUM_FRAMES x
   SAMPLING_RATE`` frames at ``TARGET_FPS`` placed as the test places them
@@ -55,7 +55,7 @@ BUILTIN_CLASSNAMES = {("kinetics", 400): "kinetics400.json",
                       ("mit", 305): "moments_in_time_v2.json",
                       ("mit", 339): "moments_in_time_v1.json",
                       ("ssv2", 174): "ssv2.json"}
-# Model keys a predictor does not need (training-only modules, SPEC section 3).
+# Model keys a predictor does not need (training-only modules).
 TRAINING_ONLY_PREFIXES = ("head.cross_dataset_heads.", "expander.")
 
 

@@ -1,6 +1,6 @@
 """Capture and restore every random number generator a training step touches.
 
-Exact mid-epoch resume (issue 7) needs the generators of torch (CPU), CUDA (every
+Exact mid-epoch resume needs the generators of torch (CPU), CUDA (every
 visible device), numpy's global generator and python's ``random`` module to continue
 where they stopped. The captured state holds only tensors, numbers, strings, lists and
 dicts, so a checkpoint containing it loads with ``torch.load(path, weights_only=True)``.

@@ -40,7 +40,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def clip320(tmp_path_factory):
-    """uint8 [4, 320, 426, 3]: the seed recipe's 320p input."""
+    """uint8 [4, 320, 426, 3]: the original recipe's 320p input."""
     path = tmp_path_factory.mktemp("recipe") / "v320.mp4"
     write_pattern_video(path, 4, 320, 426)
     return decode(path, 4)
@@ -287,7 +287,7 @@ def test_policy_parsing_errors():
 
 
 def test_rand_augment_draw_statistics():
-    """SPEC: ops uniform with replacement, p = 0.5, magnitude ~ N(7, 0.5) clipped to
+    """The original's RandAugment: ops uniform with replacement, p = 0.5, magnitude ~ N(7, 0.5) clipped to
     [0, 10], signs 50/50."""
     policy = RA.parse_rand_augment(SEED_AA)
     g = gen(0)

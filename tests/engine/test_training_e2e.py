@@ -1,6 +1,6 @@
 """End-to-end training with real processes, real videos and real checkpoints.
 
-- two gloo ranks (seed-style launch, and two torchrun "nodes") take the same step as one
+- two gloo ranks (the original's launch, and two torchrun "nodes") take the same step as one
   process on the same global batch, with gather-before-loss, both losses and accumulation;
 - the clip recipe on the trainer's side (AUG.ON_DEVICE) takes the same step as in the workers;
 - a run killed after an epoch auto-resumes to the weights of an uninterrupted run;

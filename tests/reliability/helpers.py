@@ -171,7 +171,7 @@ def steps_done(name: str, steps_per_epoch: int) -> int:
 
 def start_ranks(corpus: str, out: str, extra: Sequence[str] = (),
                 world: int = 2) -> List[subprocess.Popen]:
-    """``world`` gloo ranks on this machine, seed-style (``--init_method tcp://...
+    """``world`` gloo ranks on this machine, as the original code launches them (``--init_method tcp://...
     --num_shards N --shard_id i``); rank i's console goes to ``<out>.rank<i>.console``."""
     url = f"tcp://127.0.0.1:{free_port()}"
     return [start(net_args(corpus, out, extra, launch=["--init_method", url, "--num_shards", str(world),

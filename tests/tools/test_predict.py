@@ -37,7 +37,7 @@ def tiny_cfg(root, out_dir, extra=()):
 
 
 def save_checkpoint(model, cfg, path):
-    """Our checkpoint layout (SPEC section 7), enough for inference."""
+    """Our checkpoint layout, enough for inference."""
     torch.save({"epoch": 0, "model_state": model.state_dict(), "cfg": cfg.dump()}, path)
     return str(path)
 

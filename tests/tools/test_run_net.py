@@ -1,4 +1,4 @@
-"""tools/run_net.py as users type it: the seed README's command lines."""
+"""tools/run_net.py as users type it: the original README's command lines."""
 import os
 
 import pytest
@@ -9,8 +9,8 @@ from mt_testing import (CONFORMANCE, DEMO_CONFIG, REPO, RUN_NET, TINY_MVIT, corp
 MULTI = os.path.join(REPO, "configs", "Multi_dataset", "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml")
 
 
-def seed_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
-    """The seed README's inference command, with our config path and NUM_GPUS 0."""
+def original_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
+    """The original README's inference command, with our config path and NUM_GPUS 0."""
     return [RUN_NET, "--cfg", MULTI,
             "DATA.MULTI_LABEL", "False", "TRAIN.ENABLE", "False", "TRAIN.BATCH_SIZE", "1", "NUM_GPUS", "0",
             "TEST.BATCH_SIZE", "32", "TEST.ENABLE", "True", "DATA_LOADER.NUM_WORKERS", "0", "LOG_PERIOD", "100",
@@ -23,8 +23,8 @@ def seed_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
             *extra]
 
 
-def test_seed_inference_command_names_the_missing_annotation_file(tmp_path):
-    r = run_python(seed_inference_args("/data_nvme/datasets/kinetics400", "kinetics", 400, 1, 5,
+def test_original_inference_command_names_the_missing_annotation_file(tmp_path):
+    r = run_python(original_inference_args("/data_nvme/datasets/kinetics400", "kinetics", 400, 1, 5,
                                  "../pretrained_models/multitrain_release.v1.pyth",
                                  ["OUTPUT_DIR", str(tmp_path)]))
     assert r.returncode == 1
@@ -69,7 +69,7 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
+def test_original_inference_command_full_size_model_on_synthetic_videos(tmp_path):
     """The README's inference command end to end: MViTv2-B 32x3 (random weights: no file),
     multi-view testing of a few synthetic videos on the CPU."""
     from multitrain.data.synthetic import make_synthetic_corpus
@@ -78,7 +78,7 @@ def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
     make_synthetic_corpus(str(root), {"train": 1, "val": 1, "test": 1}, num_workers=2)
     ann = root / "kinetics400" / "pyslowfast_annotations" / "test.csv"
     ann.write_text("".join(ann.read_text().splitlines(keepends=True)[:2]))  # 2 videos
-    r = run_python(seed_inference_args(str(root / "kinetics400"), "kinetics", 6, 1, 2, "",
+    r = run_python(original_inference_args(str(root / "kinetics400"), "kinetics", 6, 1, 2, "",
                                  ["OUTPUT_DIR", str(tmp_path / "out"), "TEST.BATCH_SIZE", "2",
                                   "MODEL.MULTI_NUM_CLASSES", "[6, 4, 4]"]), timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -87,12 +87,12 @@ def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_training_command_two_shards_on_loopback(small_corpus, tmp_path):
+def test_original_training_command_two_shards_on_loopback(small_corpus, tmp_path):
     """The README's training command with NUM_GPUS 0, a smaller model and two shards."""
     port = free_port()
     cluster = os.path.join(REPO, "configs", "Multi_dataset",
                            "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_cluster_example.yaml")
-    seed = ["TRAIN.ENABLE", "True", "TRAIN.BATCH_SIZE", "4", "TRAIN.GRAD_ACCU_NUM_BATCH", "2", "NUM_GPUS", "0",
+    original = ["TRAIN.ENABLE", "True", "TRAIN.BATCH_SIZE", "4", "TRAIN.GRAD_ACCU_NUM_BATCH", "2", "NUM_GPUS", "0",
             "LOG_PERIOD", "1", "TRAIN.MIXED_PRECISION", "True", "DATA.DECODING_BACKEND", "decord",
             "MODEL.ACT_CHECKPOINT", "False", "LOG_MODEL_INFO", "False", "TRAIN.CHECKPOINT_FILE_PATH", "",
             "TRAIN.AUTO_RESUME", "True", "TRAIN.CHECKPOINT_EPOCH_RESET", "True", "TENSORBOARD.ENABLE", "True",
@@ -103,7 +103,7 @@ def test_seed_training_command_two_shards_on_loopback(small_corpus, tmp_path):
                "TRAIN.MAX_ITERS_PER_EPOCH", "2",
                "DATA_LOADER.NUM_WORKERS", "0", "DATA.VAL_SKIP", "4"]
     paths = corpus_args(small_corpus, str(tmp_path))
-    wait_all([start_python([RUN_NET, "--cfg", cluster] + seed + smaller + paths
+    wait_all([start_python([RUN_NET, "--cfg", cluster] + original + smaller + paths
                            + ["--init_method", f"tcp://127.0.0.1:{port}", "--num_shards", "2",
                               "--shard_id", str(i)]) for i in range(2)], timeout=600)
     assert os.listdir(tmp_path / "checkpoints")

@@ -1,4 +1,4 @@
-"""Mixup / CutMix on a local batch, with per-head label smoothing (SPEC section 5).
+"""Mixup / CutMix on a local batch, with per-head label smoothing.
 
 Facts from timm's ``Mixup`` as PySlowFast/MultiTrain used it (Zhang et al. 2018; Yun et
 al. 2019): sample i is mixed with sample B-1-i (the batch flipped); one lambda per batch:
@@ -12,7 +12,7 @@ Multi-dataset batches: labels are ``{dataset: [B, K_d]}`` (rows of other dataset
 are zero) with masks ``{dataset: [B]}``. Every head's labels are mixed the same way and
 the masks are NOT mixed: a sample whose partner comes from another dataset trains only
 its own head, with target ``lambda * y_own`` (+ smoothing). Smoothing uses each head's own
-class count K_d (the original used ``MODEL.NUM_CLASSES`` for every head; SPEC section 9).
+class count K_d (the original used ``MODEL.NUM_CLASSES`` for every head).
 
 All draws come from a CPU ``torch.Generator`` (Beta draws through a numpy generator seeded
 from it), so a resumed run or a GPU run mixes identically.
