@@ -27,5 +27,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={"dev": ["pytest", "pytest-timeout", "ruff==0.17.6"]},
 )

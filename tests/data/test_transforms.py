@@ -160,7 +160,7 @@ def test_crop_first_is_cheaper_order_not_the_same_clip(clip320):
 
 def test_resized_crop_box_statistics():
     H, W = 320, 426
-    areas, fallbacks = [], 0
+    areas = []
     g = gen(0)
     for _ in range(2000):
         t, l, h, w = G.draw_resized_crop_box(g, (H, W), (0.08, 1.0), (0.75, 4 / 3))
