@@ -16,14 +16,12 @@ setup(
         "torchvision==0.29.1",
         "decord2",  # maintained decord wheels; imports as `decord`
         "av",  # PyAV: fallback decoder and the synthetic corpus's encoder
-        "timm",
         "fvcore",
         "iopath",
         "yacs",
         "pyyaml",
         "numpy",
         "tensorboard",
-        "simplejson",
         "tqdm",
         "matplotlib",
     ],

@@ -22,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..utils import paths
+
 __all__ = [
     "CHECKPOINT_SUBDIR", "CheckpointError", "Checkpointer", "checkpoint_dir", "checkpoint_name",
     "parse_checkpoint_name", "list_checkpoints", "find_latest", "strip_module_prefix",
@@ -385,10 +387,10 @@ class Checkpointer:
         return find_latest(self.dir)
 
     def _read(self, path: str, read_fn: Callable[[str], dict], what: str) -> dict:
-        if not os.path.isfile(path):
+        if not paths.isfile(path):
             raise CheckpointError(f"{what}: checkpoint file {path} does not exist")
         try:
-            ckpt = read_fn(path)
+            ckpt = read_fn(paths.local_path(path))
         except Exception as e:
             hint = ""
             if "weights_only" in str(e) or "Unpickl" in type(e).__name__:
