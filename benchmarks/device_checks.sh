@@ -18,6 +18,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
 fi
+# This checkout's multitrain (not installed there) for tools/ and the tests' child processes.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step() {  # step NAME SECONDS CMD...: run with a limit, log to $OUT/NAME.log
     local name=$1 limit=$2; shift 2
     echo "== $name: $*"

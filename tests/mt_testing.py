@@ -72,9 +72,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def child_env(**extra) -> dict:
+    """The environment of a child process: this checkout's package first on PYTHONPATH
+    (whatever is installed), one OpenMP thread, then `extra`."""
+    path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", **extra)
+
+
 def start_python(args: Sequence[str], env_extra: Optional[dict] = None) -> subprocess.Popen:
     """`python args...` in the repository, one OpenMP thread, output piped (text)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
+    env = child_env(PYTHONUNBUFFERED="1", **(env_extra or {}))
     return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -92,7 +99,7 @@ def wait_all(procs, timeout: float = 300) -> List[str]:
 def run_python(args: Sequence[str], timeout: float = 600,
                env_extra: Optional[dict] = None) -> subprocess.CompletedProcess:
     """`python args...` in the repository to completion, stdout and stderr captured apart."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
+    env = child_env(**(env_extra or {}))
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

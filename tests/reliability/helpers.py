@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, RUN_NET, corpus_args, free_port  # noqa: F401  (re-exported)
+from mt_testing import DEMO_CONFIG, REPO, RUN_NET, child_env, corpus_args, free_port  # noqa: F401  (re-exported)
 from multitrain.engine.writers import JSON_PREFIX
 
 # Two epochs of 3 optimizer steps of 4 videos, a checkpoint after every step and epoch, a
@@ -44,7 +44,7 @@ def net_args(corpus: str, out: str, extra: Sequence[str] = (), launch: Sequence[
 def start(args: Sequence[str], console: str, env_extra: Optional[Dict[str, str]] = None,
           new_session: bool = False) -> subprocess.Popen:
     """Start ``python args...``; stdout+stderr go to the file ``console`` (appended)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
+    env = child_env(PYTHONUNBUFFERED="1", **(env_extra or {}))
     os.makedirs(os.path.dirname(console) or ".", exist_ok=True)
     with open(console, "a") as f:
         return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=f,
