@@ -19,8 +19,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --output-dir $(DEMO_DIR)
 
-# The default suite (slow tests excluded; see `make test-all`).
+# The linter (ruff.toml), then the default suite (slow tests excluded; see `make test-all`).
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-all: $(STAMP)

@@ -16,16 +16,14 @@ setup(
         "torchvision==0.29.1",
         "decord2",  # maintained decord wheels; imports as `decord`
         "av",  # PyAV: fallback decoder and the synthetic corpus's encoder
-        "timm",
         "fvcore",
         "iopath",
         "yacs",
         "pyyaml",
         "numpy",
         "tensorboard",
-        "simplejson",
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={"dev": ["pytest", "pytest-timeout", "ruff==0.17.6"]},
 )

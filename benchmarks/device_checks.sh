@@ -18,6 +18,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
 fi
+# This checkout's multitrain (not installed there) for tools/ and the tests' child processes.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step() {  # step NAME SECONDS CMD...: run with a limit, log to $OUT/NAME.log
     local name=$1 limit=$2; shift 2
     echo "== $name: $*"
@@ -30,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision, decord, av; print('torch', torch.__version__, \
 'torchvision', torchvision.__version__, 'decord', decord.__version__, 'av', av.__version__)"
 nproc
-B=benchmarks/model_speed.py
+B="-m benchmarks.model_speed"
 TAIL=14 step cuda_tests 150 python3 -m pytest tests/cuda -m cuda -q -s -p no:cacheprovider
 TAIL=6 step model_bf16 100 python3 $B --device cuda --amp bf16 --frames 32 --crop 224 --batch 8 \
     --iters 4 --repeats 1 --json "$OUT/model_bf16.json"

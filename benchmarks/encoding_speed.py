@@ -10,18 +10,15 @@ thread (`loader_speed.decode`), the files interleaved span by span.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from multitrain.data.prepare import DEFAULT_KEYINT, encoder_options
 
-from loader_speed import decode, encode_video, texture_frames  # noqa: E402
-from multitrain.data.prepare import DEFAULT_KEYINT, encoder_options  # noqa: E402
+from .loader_speed import decode, encode_video, texture_frames
 
 FPS = 30
 
@@ -77,4 +74,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

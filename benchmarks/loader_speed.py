@@ -1,16 +1,16 @@
-"""One loader worker's throughput on the seed's K400 32x3 training recipe, three ways.
+"""One loader worker's throughput on the original code's K400 32x3 training recipe, three ways.
 
-    python benchmarks/loader_speed.py [--video FILE.mp4] [--videos 20] [--json OUT.json]
+    python -m benchmarks.loader_speed [--video FILE.mp4] [--videos 20] [--json OUT.json]
 
 One process, one thread (``torch.set_num_threads(1)``, as in a DataLoader worker). Per
 video: decode 32 frames at rate 3 (a 96-frame span at a random start) with decord, then
 ``AUG.NUM_SAMPLE`` = 2 clips of crop 224 with ``rand-m7-n4-mstd0.5-inc1`` and random
-erasing 0.25 (SPEC section 5, in order). Measured, interleaved video by video so that
+erasing 0.25 (in the original's order). Measured, interleaved video by video so that
 machine load hits all of them alike, with the SAME draws for (b), (c) and (d):
 
   (a) decode only (the workers' whole job with ``AUG.ON_DEVICE``);
   (b) decode + our tensor recipe (``TrainClipRecipe``, the paper's order);
-  (c) decode + the original's per-frame PIL recipe (``multitrain.data.pil_baseline``);
+  (c) decode + the original's per-frame PIL recipe (``benchmarks/pil_baseline.py``);
   (d) decode + our recipe with ``crop_first`` (faster, NOT the paper's recipe).
 
 Without ``--video`` a 10 s 426x320 30 fps H.264 file with moving texture (~1 Mbit/s) is
@@ -25,19 +25,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT, encoder_options
+from multitrain.data.transforms import TrainClipRecipe
 
-from multitrain.data.pil_baseline import pil_train_clip  # noqa: E402
-from multitrain.data.prepare import (DEFAULT_FAST_DECODE, DEFAULT_KEYINT,  # noqa: E402
-                                     encoder_options)
-from multitrain.data.transforms import TrainClipRecipe  # noqa: E402
+from .pil_baseline import pil_train_clip
 
 NUM_FRAMES, RATE, NUM_SAMPLE = 32, 3, 2
 
@@ -187,7 +184,7 @@ def vars_of(recipe: TrainClipRecipe) -> dict:
                 re_mode=recipe.re_mode, re_count=recipe.re_count, random_flip=recipe.random_flip)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--video", help="a 320p video (default: a generated 426x320 one)")
     ap.add_argument("--videos", type=int, default=20, help="videos timed (after 2 warm-up)")
@@ -208,6 +205,7 @@ def main(argv=None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"seconds_per_video": sec, "videos": args.videos}, f, indent=1)
+    return 0
 
 
 def report(sec: dict, videos: int) -> None:
@@ -226,4 +224,4 @@ def report(sec: dict, videos: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

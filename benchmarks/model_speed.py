@@ -2,18 +2,16 @@
 """Forward+backward time per clip and peak memory of the model: SDPA vs reference attention.
 
 Default: the full released MViTv2-B (K400+MiT+SSv2 heads) at 8x112x112, batch 2, CPU.
-Library code: multitrain/models/benchmark.py.
+Measurements: benchmarks/model_benchmark.py.
 """
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from multitrain.config import get_cfg, merge
+from multitrain.models.conformance import find_config
 
-from multitrain.config import get_cfg, merge  # noqa: E402
-from multitrain.models.benchmark import compare_attention, format_rows  # noqa: E402
-from multitrain.models.conformance import find_config  # noqa: E402
+from .model_benchmark import compare_attention, format_rows
 
 DEFAULT_CFG = "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml"
 
@@ -52,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

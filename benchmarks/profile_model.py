@@ -7,16 +7,14 @@ backward). Prints the ops by self device time; `--trace F` also writes a Chrome 
 """
 import argparse
 import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from multitrain.config import get_cfg, merge
+from multitrain.models.conformance import find_config
 
-from multitrain.config import get_cfg, merge  # noqa: E402
-from multitrain.models.benchmark import build_train_step  # noqa: E402
-from multitrain.models.conformance import find_config  # noqa: E402
+from .model_benchmark import build_train_step
 
 DEFAULT_CFG = "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml"
 
@@ -69,4 +67,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,44 +1,42 @@
-"""The train clip recipe in the loader workers vs on the device, and training samples/s (issue 9).
+"""The train clip recipe in the loader workers vs on the device, and training samples/s.
 
-    python tools/benchmark.py recipe [--cfg CFG] [--device cpu|cuda] [--videos 4] [--items 12]
+    python -m benchmarks.recipe_speed [--cfg CFG] [--device cpu|cuda] [--videos 4] [--items 12]
         [--batch 8] [--step] [--json OUT] [KEY VALUE ...]
 
 Writes ``--videos`` generated 10 s 426x320 30 fps H.264 files (``loader_speed.make_320p_video``)
-and a train.csv into a temporary folder, points the config at them (default: the seed's
-K400 MViTv2-B 32x3 recipe) and measures, in one run:
+and a train.csv into a temporary folder, points the config at them (default: the original
+code's K400 MViTv2-B 32x3 recipe) and measures, in one run:
 
   (1)-(3) per sample, one thread, interleaved item by item: a worker with AUG.ON_DEVICE
       False (decode + recipe), one with True (decode only), and the original per-frame PIL
       pipeline with the same draws; CPU seconds (``time.process_time``) and wall seconds;
   (4) ``device_recipe.apply_train_batch`` on a raw batch of ``--batch`` samples on ``--device``;
   (5) with ``--step``: one training step (the trainer's model, optimizer, AMP, Mixup,
-      ``train_step``) on that batch, the recipe's share of it, end-to-end samples/s.
+      ``Trainer.run_step``) on that batch, the recipe's share of it, end-to-end samples/s.
 
 KEY VALUE overrides come after every --option and win. A small model for ``--step`` on the
 CPU: ``MVIT.DEPTH 2 MVIT.EMBED_DIM 16 MVIT.DIM_MUL "[[1, 2.0]]" MVIT.HEAD_MUL "[[1, 2.0]]"
 MVIT.POOL_Q_STRIDE "[[1, 1, 2, 2]]" MVIT.POOL_KV_STRIDE_ADAPTIVE "[1, 4, 4]" DATA.NUM_FRAMES 8
 DATA.TRAIN_CROP_SIZE 112`` (the block indices of DIM_MUL etc. must fit the depth). On a
-shared CPU, ``--threads 1`` avoids OpenMP threads waiting on each other (measured here: the
-recipe and a small step 6-11x slower with 2 threads on a loaded 2-core machine).
-Library code: multitrain/data/recipe_benchmark.py.
+shared CPU, ``--threads 1`` avoids OpenMP threads waiting on each other (docs/BENCHMARKS.md,
+"Loader", notes).
+Measurements: benchmarks/recipe_benchmark.py.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+import torch  # before decord
 
-import torch  # noqa: E402  (before decord)
+from multitrain.data.prepare import DEFAULT_FAST_DECODE
 
-from loader_speed import add_encoding_args, make_320p_video  # noqa: E402
-from multitrain.data.prepare import DEFAULT_FAST_DECODE  # noqa: E402
-from multitrain.data import recipe_benchmark as rb  # noqa: E402
+from . import recipe_benchmark as rb
+from .loader_speed import add_encoding_args, make_320p_video
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_CFGS = ("configs/Kinetics/MVITV2_B_32x3.yaml",
                 "configs/Kinetics/MVITV2_FULL_B_32x3_CONV_k400.yaml")
@@ -46,7 +44,7 @@ DEFAULT_CFGS = ("configs/Kinetics/MVITV2_B_32x3.yaml",
 
 def default_cfg() -> str:
     for rel in DEFAULT_CFGS:
-        path = os.path.join(os.path.dirname(HERE), rel)
+        path = os.path.join(REPO, rel)
         if os.path.isfile(path):
             return path
     raise FileNotFoundError(f"none of {DEFAULT_CFGS} exists: pass --cfg")
@@ -59,7 +57,7 @@ def video_maker(seconds: float, gop: int, fast_decode: bool = DEFAULT_FAST_DECOD
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cfg", default=None, help="YAML (default: the seed's K400 32x3 recipe)")
+    ap.add_argument("--cfg", default=None, help="YAML (default: the original code's K400 32x3 recipe)")
     ap.add_argument("--device", default="cpu", help="device of the recipe and the step")
     ap.add_argument("--videos", type=int, default=4, help="generated video files")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each video")
@@ -79,7 +77,8 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def run(argv=None) -> dict:
+    """Parse ``argv``, measure, print the report; returns the figures."""
     args = parse_args(argv)
     cfg_file = args.cfg or default_cfg()
     if args.threads:
@@ -104,5 +103,10 @@ def main(argv=None) -> dict:
     return result
 
 
+def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -9,12 +9,8 @@ unless --force.
 """
 import argparse
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.synthetic import (  # noqa: E402
+from multitrain.data.synthetic import (
     DEFAULT_COUNTS, make_synthetic_corpus, read_corpus_summary,
 )
 
@@ -57,4 +53,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

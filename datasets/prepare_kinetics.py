@@ -11,12 +11,9 @@ label, label_underscore, label_id and split. Without a labelled --test, test.csv
 val.csv. --video-root drops (and lists) lines whose video is not there.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.prepare import (  # noqa: E402
+from multitrain.data.prepare import (
     KINETICS_PATTERN, AnnotationError, convert_kinetics, save_prepared,
 )
 
@@ -40,4 +37,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

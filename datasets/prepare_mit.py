@@ -10,12 +10,9 @@ Official rows: filename,label,agree,disagree; categories: name,index. Paths beco
 them). test.csv copies val.csv (MiT test labels are not public).
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.prepare import AnnotationError, convert_mit, save_prepared  # noqa: E402
+from multitrain.data.prepare import AnnotationError, convert_mit, save_prepared
 
 
 def main(argv=None) -> int:
@@ -38,4 +35,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,12 +10,9 @@ Labels: {template without brackets: "index"}; train/validation: lists of
 the test ids and their answers (id;class name lines) are both given.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.prepare import AnnotationError, convert_ssv2, save_prepared  # noqa: E402
+from multitrain.data.prepare import AnnotationError, convert_ssv2, save_prepared
 
 
 def main(argv=None) -> int:
@@ -40,4 +37,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -9,12 +9,9 @@ written to a temp file then renamed, so it is complete). Videos already at or be
 target are copied. Failures are listed at the end; the exit status is 1 if any.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos  # noqa: E402
+from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos
 
 
 def parse_args(argv=None):
@@ -53,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -12,14 +12,16 @@ against a per-frame PIL baseline (benchmarks/loader_speed.py).
 `recipe`: worker CPU s/sample with AUG.ON_DEVICE False / True against the PIL pipeline,
 the device recipe's s/batch, and with --step its share of a training step and the
 end-to-end samples/s (benchmarks/recipe_speed.py).
+Each is `python -m benchmarks.<script> ...` run from the repository root; this entry point
+runs it from anywhere (the repository's folder is put on the child's PYTHONPATH).
 Figures and the commands that produced them are kept in docs/BENCHMARKS.md.
 """
 import os
-import runpy
+import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = {"model": "model_speed.py", "loader": "loader_speed.py", "recipe": "recipe_speed.py"}
+SCRIPTS = {"model": "model_speed", "loader": "loader_speed", "recipe": "recipe_speed"}
 
 
 def main(argv=None) -> int:
@@ -27,12 +29,11 @@ def main(argv=None) -> int:
     if not argv or argv[0] not in SCRIPTS:
         print(__doc__, file=sys.stderr)
         return 2
-    script = os.path.join(REPO, "benchmarks", SCRIPTS[argv[0]])
-    sys.argv = [script] + argv[1:]
-    sys.path.insert(0, REPO)
-    runpy.run_path(script, run_name="__main__")
-    return 0
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", f"benchmarks.{SCRIPTS[argv[0]]}"] + argv[1:]
+    return subprocess.call(cmd, env=env)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,13 +11,10 @@ and resolution statistics. Exit status: 0 all good, 1 problems found, 2 config e
 """
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.config import ConfigError, load_config  # noqa: E402
-from multitrain.data.dataset_check import (  # noqa: E402
+from multitrain.config import ConfigError, load_config
+from multitrain.data.dataset_check import (
     check_datasets, format_report, report_to_dict, sources_from_cfg,
 )
 
@@ -56,4 +53,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

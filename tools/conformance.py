@@ -6,12 +6,8 @@ The fixture's config file is looked up by name under configs/ (then the shared r
 configs). Library code: multitrain/models/conformance.py.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.models.conformance import TOLERANCE, check_fixture, format_checks  # noqa: E402
+from multitrain.models.conformance import TOLERANCE, check_fixture, format_checks
 
 
 def main(argv=None) -> int:
@@ -33,4 +29,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -6,10 +6,8 @@ final test results) from the JSON stat lines of its log, as a PNG.
     python tools/plot_log.py outputs/demo/stdout.log --out demo.png --smooth 5
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):
@@ -37,4 +35,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,12 +5,9 @@ Multi-node: add `--init_method tcp://HOST:PORT --num_shards N --shard_id I` on e
 or start it under `torchrun` / SLURM (the environment is read).
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multitrain.config import ConfigError, load_config  # noqa: E402
+from multitrain.config import ConfigError, load_config
 
 
 def parse_args(argv=None):
@@ -20,7 +17,7 @@ def parse_args(argv=None):
     p.add_argument("--num_shards", type=int, default=None, help="number of nodes")
     p.add_argument("--shard_id", type=int, default=None, help="this node's index")
     p.add_argument("opts", nargs="*", help="KEY VALUE overrides, e.g. NUM_GPUS 0")
-    # The seed README puts --init_method/--num_shards/--shard_id after the overrides.
+    # The original README puts --init_method/--num_shards/--shard_id after the overrides.
     return p.parse_intermixed_args(argv)
 
 
@@ -42,4 +39,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Predict the classes of videos with a trained model: top-k of every dataset head.
 
-The views are those of the multi-view test (SPEC sections 5 and 8), per dataset:
+The views are those of the multi-view test (`engine.evaluator`), per dataset:
 
 - Kinetics / MiT (clip sampling): ``num_views`` temporal windows of ``NUM_FRAMES x
   SAMPLING_RATE`` frames at ``TARGET_FPS`` placed as the test places them
@@ -246,7 +246,7 @@ class Predictor:
         """views: [V, 3, T, S, S] -> {dataset: probabilities [V, K]} (all heads)."""
         chunks: Dict[str, List[torch.Tensor]] = {}
         for x in views.split(self.batch_size):
-            out = self.model(x.to(self.device, non_blocking=True))
+            out = self.model(x.to(self.device, non_blocking=True), output="probs")
             if not isinstance(out, dict):  # single head
                 out = {next(iter(self.protocols)): out}
             for name, p in out.items():

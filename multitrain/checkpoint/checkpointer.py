@@ -1,8 +1,8 @@
 """One checkpointer: save (atomic, rank 0), resume, init from a foreign file, load for test.
 
-Layout (SPEC section 7, PySlowFast's): ``OUTPUT_DIR/checkpoints/checkpoint_epoch_{N:05d}.pyth``
+Layout (PySlowFast's): ``OUTPUT_DIR/checkpoints/checkpoint_epoch_{N:05d}.pyth``
 is written after the N-th epoch and stores the 0-based ``epoch`` N-1; resuming from it
-starts at epoch N. Mid-epoch files (issue 7) are ``checkpoint_epoch_{N:05d}_iter_{I:06d}.pyth``:
+starts at epoch N. Mid-epoch files are ``checkpoint_epoch_{N:05d}_iter_{I:06d}.pyth``:
 epoch N-1 (0-based) in progress with its first I iterations done; resuming runs its
 iteration I next. Ordering is ``(N, I) < (N, end) < (N+1, ...)``.
 
@@ -24,6 +24,7 @@ import torch
 from .weights import (FINE_TUNE_PREFIXES, INFERENCE_UNUSED_PREFIXES, CheckpointError,
                       adapt_keys, extract_model_state, load_weights, read_checkpoint,
                       strip_module_prefix, unwrap_model)
+
 
 __all__ = [
     "CHECKPOINT_SUBDIR", "CheckpointError", "Checkpointer", "checkpoint_dir", "checkpoint_name",
@@ -348,7 +349,7 @@ class Checkpointer:
         return start
 
     def resume_or_init(self, cfg) -> dict:
-        """Decide where training starts and load the state for it (SPEC section 7).
+        """Decide where training starts and load the state for it.
 
         1. ``TRAIN.AUTO_RESUME`` and an own complete checkpoint exists: resume from the
            newest (unreadable newer files are skipped with a warning naming them).

@@ -25,13 +25,14 @@ change). Anything else left unloaded is a :class:`CheckpointError` listing the k
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import types
 from typing import Dict, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from ..utils import paths
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +98,14 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> dict:
         CheckpointError: one line naming ``what`` and the file: missing, unreadable (truncated,
             not a checkpoint), pickling something other than tensors and configs, or not a dict.
     """
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise CheckpointError(f"{what}: checkpoint file {path} does not exist")
+    local = paths.local_path(path)
     try:
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(local, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False,
+            ckpt = torch.load(local, map_location="cpu", weights_only=False,
                               pickle_module=_restricted_pickle_module(path))
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -22,7 +22,7 @@ _C.LOG_MODEL_INFO = True  # Log parameter count and GFLOPs of one view at start.
 _C.USE_TQDM = False  # tqdm bars (rank 0) for training, validation and testing.
 # cuDNN picks its convolution algorithms by timing them (torch.backends.cudnn.benchmark).
 # MViT's pooling convolutions are depthwise Conv3d, whose default weight-gradient kernel is
-# slow: MViTv2-B 32x3 trains 2.4x faster on an H200 with this on (docs/BENCHMARKS.md, "GPU").
+# slow; MViTv2-B trains much faster on a GPU with this on (docs/BENCHMARKS.md, "GPU").
 # Clip shapes are fixed, so each shape is timed once. False: the same algorithms every run.
 _C.CUDNN_BENCHMARK = True
 

@@ -13,12 +13,10 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from .defaults import get_cfg
+from .errors import ConfigError
+from .validate import validate
 
 BASE_KEY = "_BASE_"
-
-
-class ConfigError(ValueError):
-    """A config problem, with the key and the source (file or override) that caused it."""
 
 
 def _read_yaml(path: str, _seen: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -138,8 +136,6 @@ def load_config(cfg_file: Optional[str] = None, opts: Sequence[Any] = (),
 
     Raises ConfigError naming the key and the file/override it came from.
     """
-    from .validate import validate
-
     cfg = get_cfg()
     origins = merge(cfg, [cfg_file] if cfg_file else [], opts)
     validate(cfg, origins)

@@ -5,7 +5,7 @@ from typing import Dict
 
 from yacs.config import CfgNode as CN
 
-from .loader import ConfigError
+from .errors import ConfigError
 
 MULTI_LIST_KEYS = (
     "MULTI_REPLICAS", "MULTI_LOSS_FUNCS", "MULTI_NUM_CLASSES",

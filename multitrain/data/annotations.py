@@ -5,8 +5,9 @@ are skipped; anything else that does not parse is an error naming ``file:line``.
 """
 from __future__ import annotations
 
-import os
 from typing import List, Optional, Tuple
+
+from ..utils import paths
 
 __all__ = ["Annotation", "parse_annotation_csv"]
 
@@ -77,12 +78,12 @@ def parse_annotation_csv(path: str, separator: str = " ", num_classes: Optional[
         FileNotFoundError: ``path`` does not exist.
         ValueError: a malformed line or an out-of-range label, naming ``path:line``.
     """
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise FileNotFoundError(f"annotation file not found: {path}")
     if not separator:
         raise ValueError("DATA.PATH_LABEL_SEPARATOR must not be empty")
     out: List[Annotation] = []
-    with open(path, encoding="utf-8") as f:
+    with paths.open_path(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, start=1):
             item = parse_annotation_line(raw.rstrip("\r\n"), f"{path}:{lineno}", separator,
                                          num_classes, multi_label)

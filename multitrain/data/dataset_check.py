@@ -197,7 +197,7 @@ def check_datasets(sources: Sequence[DatasetSource], splits: Sequence[str] = ("t
 def sources_from_cfg(cfg) -> List[DatasetSource]:
     """The datasets a config reads. ``TRAIN.DATASET multi_dataset_seq``: each dataset of
     ``MODEL.MULTI_DATASETS`` with its ``MULTI_PATH_*`` and ``MULTI_NUM_CLASSES``.
-    Otherwise (single-dataset training, or testing one dataset as in the seed's inference
+    Otherwise (single-dataset training, or testing one dataset as in the original code's inference
     command): ``DATA.PATH_TO_DATA_DIR`` / ``DATA.PATH_PREFIX`` / ``DATA.NUM_CLASSES``."""
     m = cfg.MODEL
     if cfg.TRAIN.DATASET == "multi_dataset_seq":

@@ -2,7 +2,7 @@
 
 ``MultiVideoDataset`` concatenates the datasets of ``MODEL.MULTI_DATASETS`` (dataset
 ``i`` repeated ``replicas[i]`` times); every item keeps its dataset name, so the collate
-can build, for the heads of section 4 of the SPEC,
+can build, for the per-dataset heads,
 
     labels[d]: [N, K_d] float one-/multi-hot (zero rows for samples of other datasets)
     masks[d]:  [N] float, 1 where the sample comes from dataset d.

@@ -1,6 +1,6 @@
 """Turn the official K400 / MiT / SSv2 releases into our annotation layout, and resize videos.
 
-Our layout (what the datasets of SPEC section 5 read), per dataset folder ``OUT``::
+Our layout (what our datasets read), per dataset folder ``OUT``::
 
     OUT/pyslowfast_annotations/{train,val,test}.csv   lines "relative/path label"
     OUT/classnames.json                               class names, index = label
@@ -370,9 +370,8 @@ DEFAULT_KEYINT = 32
 
 
 # x264's "fastdecode" tuning (CAVLC instead of CABAC, no deblocking filter, no weighted
-# prediction): a loader worker decodes such files ~1.6x faster (0.069 s against 0.114 s per
-# 32x3 span, docs/BENCHMARKS.md, "Decoding"), for bigger files (1.46x on the benchmark's
-# noisy texture; the same crf, so the same quantisation). Decoding is all of a worker's
+# prediction): a loader worker decodes such files faster, for bigger files (the same crf,
+# so the same quantisation; figures in docs/BENCHMARKS.md, "Decoding"). Decoding is all of a worker's
 # work when the clip recipe runs on the GPU (AUG.ON_DEVICE).
 DEFAULT_FAST_DECODE = True
 

@@ -1,6 +1,6 @@
 """Temporal sampling: which frame indices of a video a clip uses. Pure functions.
 
-Two kinds, chosen per dataset (SPEC section 5):
+Two kinds, chosen per dataset:
 
 * **clip** (Kinetics, MiT): ``num_frames`` frames ``sampling_rate`` apart at
   ``target_fps``, i.e. a window of ``num_frames * sampling_rate / target_fps`` seconds,

@@ -4,7 +4,7 @@ Launch modes, chosen by :func:`resolve_launch` in this order:
 
 1. ``torchrun`` — ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` are set: one process per
    rank already exists; join with ``env://``.
-2. seed style with several shards — ``--init_method tcp://HOST:PORT --num_shards N
+2. the original code's style with several shards — ``--init_method tcp://HOST:PORT --num_shards N
    --shard_id I``: this node spawns ``NUM_GPUS`` processes (one CPU process when
    ``NUM_GPUS`` is 0); global rank = ``shard_id * procs_per_node + local_rank``.
 3. SLURM — ``SLURM_PROCID`` with ``SLURM_NTASKS > 1`` (``srun``, one task per rank): the
@@ -199,7 +199,7 @@ def launch(main_fn: Callable[[Any], None], cfg, init_method: Optional[str] = Non
             after the process group is up (``get_rank()`` etc. then work).
         cfg: the run's config (reads NUM_GPUS, NUM_SHARDS, SHARD_ID, DIST_BACKEND,
             DIST.TIMEOUT_SECONDS); each process receives an adjusted copy.
-        init_method, num_shards, shard_id: the seed's command-line values; None takes the
+        init_method, num_shards, shard_id: the original code's command-line values; None takes the
             config's (and ``tcp://localhost:9999`` for the URL).
         timeout_s: collective timeout; None reads ``DIST.TIMEOUT_SECONDS`` (1800 if absent).
     Raises:

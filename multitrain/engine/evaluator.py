@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 def _probs(model, x: torch.Tensor, dataset: str, multi_head: bool) -> torch.Tensor:
     """Eval-mode probabilities of `dataset`'s head: [B, K]."""
-    return model(x, dataset_name=dataset) if multi_head else model(x)
+    return model(x, dataset_name=dataset if multi_head else None, output="probs")
 
 
 @torch.no_grad()

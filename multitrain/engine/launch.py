@@ -10,6 +10,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from ..utils import paths
 from ..utils.logging import setup_logging
 from . import distributed as du
 
@@ -30,9 +31,9 @@ USER_ERRORS = _user_errors()
 
 def run(cfg, init_method=None) -> int:
     """Start the job (spawned, torchrun or SLURM) and return the exit status."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    paths.mkdirs(cfg.OUTPUT_DIR)
     if cfg.SHARD_ID == 0 and not os.environ.get("RANK", "0").strip("0"):
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        with paths.open_path(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
     try:
         du.launch(main_worker, cfg, init_method=init_method,

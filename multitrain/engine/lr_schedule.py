@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine (SPEC section 6).
+"""Learning-rate schedule: linear warm-up, then cosine.
 
 The learning rate is a function of the fractional epoch
 ``e = epoch + iteration / iterations_per_epoch``:

@@ -107,7 +107,7 @@ class MeterGroup:
 
 
 class ValMeter:
-    """Per-dataset top-k counts over a validation pass (SPEC section 5)."""
+    """Per-dataset top-k counts over a validation pass."""
 
     def __init__(self, ks: Sequence[int] = (1, 5)):
         self.ks = tuple(ks)
@@ -139,7 +139,7 @@ class ValMeter:
 
 
 class TestMeter:
-    """Multi-view test: ensemble each video's view probabilities (SPEC section 8).
+    """Multi-view test: ensemble each video's view probabilities.
 
     Every (video, view) pair counts exactly once: repeats (a sampler padding its last
     batch) are ignored and counted. With several ranks, gather each batch's views from

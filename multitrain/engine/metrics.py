@@ -3,7 +3,7 @@
 Labels may be class indices ``[N]`` or label matrices ``[N, C]`` (one-hot, multi-hot or
 soft). With a matrix, the positive classes of a sample are those with a label above
 ``pos_threshold`` (0 by default: any non-zero entry), and a sample is correct at k when
-ANY positive class is among its k highest scores (SPEC section 5, validation).
+ANY positive class is among its k highest scores (validation).
 """
 
 from typing import Dict, Mapping, Optional, Sequence, Union

@@ -1,4 +1,4 @@
-"""Optimizer construction: AdamW (or SGD) with weight-decay exemptions (SPEC section 6).
+"""Optimizer construction: AdamW (or SGD) with weight-decay exemptions.
 
 Parameters fall into two groups:
 

@@ -36,7 +36,7 @@ from .evaluator import validate
 from .grad_reference import clip_thresholds, original_grad_factor
 from .lr_schedule import get_lr_at_epoch, set_lr
 from .optim import build_optimizer
-from .train_step import train_step
+from .train_step import StepResult, train_step
 from .writers import StatsWriter
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> Dict[str, float]:
-        """All epochs; stop signals checkpoint-and-stop only while this runs."""
+        """All epochs; stop signals checkpoint-and-stop only while this runs. Closes the
+        stats writer (TensorBoard's files are complete when this returns)."""
         previous = self._install_signal_handlers()
         try:
             last_val = self._train_epochs()
@@ -143,6 +144,7 @@ class Trainer:
                                "the test phase is skipped")
             return last_val
         finally:
+            self.writer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
@@ -198,11 +200,7 @@ class Trainer:
             replaced += sum(int(b.get("num_replaced", 0)) for b in micro)
             batches = [self._prepare(b, epoch, step, i) for i, b in enumerate(micro)]
             t0 = time.perf_counter()
-            res = train_step(
-                self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
-                clip_norm=self.clip_norm, clip_value=self.clip_value,
-                amp_dtype=self.amp_dtype, device=self.device,
-                set_lr=lambda i: self._set_lr(epoch, step * accum + i + lr_offset))
+            res = self.run_step(batches, epoch, step, lr_offset)
             self.num_skipped_steps += int(res.skipped)
             if cfg.TRAIN.LOG_SAMPLES:
                 self._log_samples(epoch, step, micro)
@@ -229,6 +227,18 @@ class Trainer:
             stats = validate(self.model, self.val_loader, self.cfg, self.device)
         self.writer.write("val", epoch + 1, stats)
         return stats
+
+    def run_step(self, batches: List[dict], epoch: int, step: int,
+                 lr_offset: float = 0) -> StepResult:
+        """One optimizer step (forward, loss, backward, clip, update) on `batches`: the
+        micro-batches of step `step` of `epoch`, on the device with Mixup applied
+        (`prepare_train_batch`); the LR is the schedule's at that step (`lr_offset`
+        micro-batches later, after a resume on another world size)."""
+        return train_step(
+            self.ddp_model, batches, self._compute_losses, self.optimizer, self.scaler,
+            clip_norm=self.clip_norm, clip_value=self.clip_value,
+            amp_dtype=self.amp_dtype, device=self.device,
+            set_lr=lambda i: self._set_lr(epoch, step * self.accum + i + lr_offset))
 
     # ---------------------------------------------------------------- pieces
     def _prepare(self, batch, epoch: int, step: int, micro: int):

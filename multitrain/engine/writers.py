@@ -159,5 +159,7 @@ class StatsWriter:
             self.tb.flush()
 
     def close(self) -> None:
+        """Flush and close TensorBoard's files; later writes go to the JSON log only."""
         if self.tb is not None:
             self.tb.close()
+            self.tb = None

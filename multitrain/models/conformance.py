@@ -119,8 +119,8 @@ def _ours_for(name: str, cfg, model, x, refs: Dict, train_out: Dict):
         model.eval()
         ref = refs[name]
         if isinstance(ref, dict):
-            return {d: model(x, dataset_name=d) for d in ref}
-        return model(x)
+            return {d: model(x, dataset_name=d, output="probs") for d in ref}
+        return model(x, output="probs")
     if name == "multihead_loss":
         if m.MULTI_USE_MTL_WEIGHT:
             return "learned (random in the original) uncertainty weights cannot be compared"

@@ -1,4 +1,4 @@
-"""Losses of multi-dataset training (SPEC section 4), each returning named scalar terms.
+"""Losses of multi-dataset training, each returning named scalar terms.
 
 Everything here is batch-agnostic: B is whatever first dimension the tensors have, so the
 engine can all-gather logits, features, labels and masks across ranks first and call the

@@ -39,7 +39,7 @@ class _EvalAllHeads(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor):
-        out = self.model(x)
+        out = self.model(x, output="probs")
         return tuple(out.values()) if isinstance(out, dict) else (out,)
 
 

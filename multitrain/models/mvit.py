@@ -30,6 +30,7 @@ from .attention import ATTENTION_IMPLS, BLOCK_NORM_EPS, Mlp, MultiScaleBlock
 VARIANTS = ("multitrain", "official")
 POOL_NORM_EPS = {"multitrain": 1e-5, "official": 1e-6}
 EXPANDER_HIDDEN = 4096
+MODEL_OUTPUTS = ("train", "probs")  # MViT.forward(output=...): training dict or probabilities
 
 
 def round_width(width: float, multiplier: float, divisor: int = 1) -> int:
@@ -285,17 +286,23 @@ class MViT(nn.Module):
         x = self.norm(x)
         return x[:, 0] if self.cls_embed_on else x.mean(dim=1)
 
-    def forward(self, x, dataset_name: Optional[str] = None):
-        """Train: {"logits": {d: [B, K_d]}, "proj": {"a_b": [B, K_b]}, ["inf_feature": [B, C]]}.
+    def forward(self, x, dataset_name: Optional[str] = None, output: str = "train"):
+        """What `output` asks for, in train and eval mode alike (the mode only switches
+        dropout, drop path and activation checkpointing):
 
-        Eval: probabilities [B, K_d] of head `dataset_name` (the single head answers for
-        any name), or {d: [B, K_d]} for every head when no name is given. Projections and
-        expander are training-only. x: [B, 3, T, H, W] (a one-element list is unwrapped).
+        "train": {"logits": {d: [B, K_d]}, "proj": {"a_b": [B, K_b]}, ["inf_feature": [B, C]]};
+        "probs": probabilities [B, K_d] of head `dataset_name` (the single head answers for
+        any name), or {d: [B, K_d]} for every head when no name is given.
+        x: [B, 3, T, H, W] (a one-element list is unwrapped).
         """
+        if output not in MODEL_OUTPUTS:
+            raise ValueError(f"model output {output!r} not in {MODEL_OUTPUTS}")
+        if dataset_name is not None and output != "probs":
+            raise ValueError("dataset_name selects the head of output='probs'")
         if isinstance(x, (list, tuple)):
             x = x[0]
         feat = self.forward_features(x)
-        if not self.training:
+        if output == "probs":
             return self.head.predict(feat, dataset_name)
         logits = self.head(feat)
         out: Dict[str, object] = {"logits": logits, "proj": self.head.project(logits)}

@@ -4,22 +4,13 @@ CPU gives. Skipped where torch sees no GPU (CI has none); run with ``pytest -m c
 Tolerances: CPU and GPU kernels sum in different orders, cuDNN convolutions use TF32 by
 default (torch's ``cudnn.allow_tf32``), and bf16 keeps 8 bits of mantissa.
 """
-import os
-import sys
-
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO
-
-# The model tests' small models, the device-recipe tests' loader config (the seed's recipe
-# at demo size) and the end-to-end tests' run helpers.
-sys.path[:0] = [os.path.join(REPO, "tests", d) for d in ("models", "data", "engine")]
-from model_helpers import multitrain_tiny, official_tiny, perturb_  # noqa: E402
-from test_device_recipe import _cfg, _first_batches  # noqa: E402
-from test_training_e2e import (RUN_NET, _final_state, _opts, _run,  # noqa: E402
-                               _train_losses, _wait_all)
-from multitrain.engine.batch import move_batch, prepare_eval_inputs, prepare_train_batch  # noqa: E402
+from model_helpers import multitrain_tiny, official_tiny, perturb_
+from mt_testing import (DEMO_CONFIG, RUN_NET, final_state, first_batches, recipe_cfg,
+                        start_python, step_args, train_losses, wait_all)
+from multitrain.engine.batch import move_batch, prepare_eval_inputs, prepare_train_batch
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -89,8 +80,8 @@ def _assert_clips_close(gpu, cpu, what):
 
 
 def test_train_recipe_on_cuda_matches_cpu(small_corpus, tmp_path):
-    cfg = _cfg(small_corpus, tmp_path, on_device=True)
-    raw = _first_batches(cfg, "train", 1)[0]
+    cfg = recipe_cfg(small_corpus, tmp_path, on_device=True)
+    raw = first_batches(cfg, "train", 1)[0]
     cpu = prepare_train_batch(raw, cfg, seed=(0, 1, 0))
     gpu = prepare_train_batch(move_batch(raw, CUDA), cfg, seed=(0, 1, 0))
     assert gpu["inputs"].device.type == "cuda" and gpu["inputs"].shape == cpu["inputs"].shape
@@ -101,15 +92,15 @@ def test_train_recipe_on_cuda_matches_cpu(small_corpus, tmp_path):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_eval_views_on_cuda_match_cpu(small_corpus, tmp_path, split):
-    cfg = _cfg(small_corpus, tmp_path, on_device=True)
-    raw = _first_batches(cfg, split, 1)[0]
+    cfg = recipe_cfg(small_corpus, tmp_path, on_device=True)
+    raw = first_batches(cfg, split, 1)[0]
     cpu = prepare_eval_inputs(raw, cfg)
     gpu = prepare_eval_inputs(move_batch(raw, CUDA), cfg)
     _assert_clips_close(gpu, cpu, f"{split} views")
 
 
 def _train(corpus, out, extra):
-    _wait_all([_run([RUN_NET, "--cfg", DEMO_CONFIG] + _opts(corpus, out, extra))])
+    wait_all([start_python([RUN_NET, "--cfg", DEMO_CONFIG] + step_args(corpus, out, extra))])
 
 
 def test_one_gpu_takes_the_cpu_training_step(small_corpus, tmp_path):
@@ -118,8 +109,8 @@ def test_one_gpu_takes_the_cpu_training_step(small_corpus, tmp_path):
     cpu_out, gpu_out = str(tmp_path / "cpu"), str(tmp_path / "gpu")
     _train(small_corpus, cpu_out, [])
     _train(small_corpus, gpu_out, ["NUM_GPUS", "1", "AUG.ON_DEVICE", "True"])
-    ref, got = _train_losses(cpu_out), _train_losses(gpu_out)
-    a, b = _final_state(cpu_out), _final_state(gpu_out)
+    ref, got = train_losses(cpu_out), train_losses(gpu_out)
+    a, b = final_state(cpu_out), final_state(gpu_out)
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     print(f"1 GPU vs CPU: loss {got} vs {ref}, max weight difference {worst:.2e}")
     assert got == pytest.approx(ref, rel=2e-3)
@@ -131,7 +122,7 @@ def test_bf16_gpu_training_writes_cpu_loadable_checkpoints(small_corpus, tmp_pat
     _train(small_corpus, out, ["NUM_GPUS", "1", "AUG.ON_DEVICE", "True",
                                "TRAIN.MIXED_PRECISION", "True",
                                "TRAIN.MIXED_PRECISION_DTYPE", "bfloat16"])
-    losses = _train_losses(out)
-    state = _final_state(out)  # weights_only=True, map_location="cpu"
+    losses = train_losses(out)
+    state = final_state(out)  # weights_only=True, map_location="cpu"
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert all(v.device.type == "cpu" and torch.isfinite(v.float()).all() for v in state.values())

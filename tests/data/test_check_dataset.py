@@ -144,7 +144,7 @@ def test_sources_single_dataset_mode(clean_corpus, tmp_path):
     cfg = load_config(None, ["TRAIN.DATASET", "ssv2", "DATA.PATH_TO_DATA_DIR", "/a",
                              "DATA.PATH_PREFIX", "/v", "DATA.NUM_CLASSES", "174"])
     assert sources_from_cfg(cfg) == [DatasetSource("ssv2", "/a", "/v", 174)]
-    # The seed's inference command: a multi-dataset YAML, one dataset tested.
+    # The original README's inference command: a multi-dataset YAML, one dataset tested.
     cfg = load_config(_yaml(tmp_path, clean_corpus), [
         "TRAIN.ENABLE", "False", "TRAIN.DATASET", "mit", "TEST.DATASET", "mit",
         "DATA.PATH_TO_DATA_DIR", "/m", "DATA.PATH_PREFIX", "/mv", "DATA.NUM_CLASSES", "4"])

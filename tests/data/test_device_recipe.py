@@ -3,40 +3,14 @@ seeds it must give exactly the clips the workers make when they apply it themsel
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, corpus_overrides
-from multitrain.config import load_config
-from multitrain.data.loader import build_loader
+from mt_testing import first_batches, recipe_cfg
 from multitrain.engine.batch import prepare_eval_inputs, prepare_train_batch
-
-# The seed's recipe (RandAugment, erasing, 2 samples), at demo size.
-RECIPE = ["AUG.ENABLE", "True", "AUG.AA_TYPE", "rand-m7-n4-mstd0.5-inc1", "AUG.RE_PROB", "0.5",
-          "AUG.NUM_SAMPLE", "2", "MIXUP.ENABLE", "False", "TRAIN.BATCH_SIZE", "6",
-          "TEST.BATCH_SIZE", "6", "DATA_LOADER.NUM_WORKERS", "0"]
-
-
-def _cfg(corpus, tmp_path, on_device, extra=()):
-    over = corpus_overrides(corpus, str(tmp_path))
-    test_data = ["DATA.PATH_TO_DATA_DIR", over[1][0], "DATA.PATH_PREFIX", over[3][0],
-                 "DATA.NUM_CLASSES", "6"]  # TEST.DATASET kinetics (the demo's first set)
-    return load_config(DEMO_CONFIG, over + test_data + RECIPE
-                       + ["AUG.ON_DEVICE", str(on_device)] + list(extra))
-
-
-def _first_batches(cfg, split, n=2):
-    loader = build_loader(cfg, split)
-    loader.sampler.set_epoch(1)
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == n:
-            return out
-    return out
 
 
 def test_train_clips_identical_in_workers_and_on_device(small_corpus, tmp_path):
-    worker_cfg, device_cfg = (_cfg(small_corpus, tmp_path, m) for m in (False, True))
-    for step, (w, raw) in enumerate(zip(_first_batches(worker_cfg, "train"),
-                                        _first_batches(device_cfg, "train"))):
+    worker_cfg, device_cfg = (recipe_cfg(small_corpus, tmp_path, m) for m in (False, True))
+    for step, (w, raw) in enumerate(zip(first_batches(worker_cfg, "train"),
+                                        first_batches(device_cfg, "train"))):
         assert isinstance(raw["inputs"], list) and raw["inputs"][0].dtype == torch.uint8
         d = prepare_train_batch(raw, device_cfg, seed=(0, 1, step))
         assert d["inputs"].shape == w["inputs"].shape == (12, 3, 8, 32, 32)
@@ -51,10 +25,10 @@ def test_train_clips_identical_in_workers_and_on_device(small_corpus, tmp_path):
 
 def test_mixup_sees_the_same_batch_in_both_modes(small_corpus, tmp_path):
     extra = ["MIXUP.ENABLE", "True"]
-    worker_cfg = _cfg(small_corpus, tmp_path, False, extra)
-    device_cfg = _cfg(small_corpus, tmp_path, True, extra)
-    w = prepare_train_batch(_first_batches(worker_cfg, "train", 1)[0], worker_cfg, seed=(3, 1, 0))
-    d = prepare_train_batch(_first_batches(device_cfg, "train", 1)[0], device_cfg, seed=(3, 1, 0))
+    worker_cfg = recipe_cfg(small_corpus, tmp_path, False, extra)
+    device_cfg = recipe_cfg(small_corpus, tmp_path, True, extra)
+    w = prepare_train_batch(first_batches(worker_cfg, "train", 1)[0], worker_cfg, seed=(3, 1, 0))
+    d = prepare_train_batch(first_batches(device_cfg, "train", 1)[0], device_cfg, seed=(3, 1, 0))
     assert torch.equal(d["inputs"], w["inputs"])
     for name in w["labels"]:
         assert torch.equal(d["labels"][name], w["labels"][name])
@@ -62,9 +36,9 @@ def test_mixup_sees_the_same_batch_in_both_modes(small_corpus, tmp_path):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_eval_views_identical_in_workers_and_on_device(small_corpus, tmp_path, split):
-    worker_cfg, device_cfg = (_cfg(small_corpus, tmp_path, m) for m in (False, True))
-    w = _first_batches(worker_cfg, split, 1)[0]
-    raw = _first_batches(device_cfg, split, 1)[0]
+    worker_cfg, device_cfg = (recipe_cfg(small_corpus, tmp_path, m) for m in (False, True))
+    w = first_batches(worker_cfg, split, 1)[0]
+    raw = first_batches(device_cfg, split, 1)[0]
     views = prepare_eval_inputs(raw, device_cfg)
     assert views.shape == w["inputs"].shape and views.dtype == torch.float32
     assert torch.equal(views, w["inputs"])
@@ -84,8 +58,8 @@ def _sub_batch(raw: dict, rows: slice) -> dict:
 def test_device_clips_depend_on_the_video_not_on_its_batch(small_corpus, tmp_path):
     """A video's clips are a function of its frames and seed only: the same videos in a
     smaller batch get the same clips (so a resumed run draws the same numbers)."""
-    cfg = _cfg(small_corpus, tmp_path, True)
-    raw = _first_batches(cfg, "train", 1)[0]
+    cfg = recipe_cfg(small_corpus, tmp_path, True)
+    raw = first_batches(cfg, "train", 1)[0]
     full = prepare_train_batch(raw, cfg, seed=(0, 0, 0))
     part = prepare_train_batch(_sub_batch(raw, slice(2, 4)), cfg, seed=(0, 0, 0))
     assert torch.equal(part["inputs"], full["inputs"][4:8])

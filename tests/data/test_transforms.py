@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.pil_baseline import pil_eval_view, pil_train_clip
+from benchmarks.pil_baseline import pil_eval_view, pil_train_clip
 from multitrain.data.transforms import (EvalViewTransform, TrainClipRecipe, build_clip_transform,
                                         eval_view, uniform_crop_offsets)
 from multitrain.data.transforms import geometry as G
@@ -40,7 +40,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def clip320(tmp_path_factory):
-    """uint8 [4, 320, 426, 3]: the seed recipe's 320p input."""
+    """uint8 [4, 320, 426, 3]: the original recipe's 320p input."""
     path = tmp_path_factory.mktemp("recipe") / "v320.mp4"
     write_pattern_video(path, 4, 320, 426)
     return decode(path, 4)
@@ -160,7 +160,7 @@ def test_crop_first_is_cheaper_order_not_the_same_clip(clip320):
 
 def test_resized_crop_box_statistics():
     H, W = 320, 426
-    areas, fallbacks = [], 0
+    areas = []
     g = gen(0)
     for _ in range(2000):
         t, l, h, w = G.draw_resized_crop_box(g, (H, W), (0.08, 1.0), (0.75, 4 / 3))
@@ -287,7 +287,7 @@ def test_policy_parsing_errors():
 
 
 def test_rand_augment_draw_statistics():
-    """SPEC: ops uniform with replacement, p = 0.5, magnitude ~ N(7, 0.5) clipped to
+    """The original's RandAugment: ops uniform with replacement, p = 0.5, magnitude ~ N(7, 0.5) clipped to
     [0, 10], signs 50/50."""
     policy = RA.parse_rand_augment(SEED_AA)
     g = gen(0)

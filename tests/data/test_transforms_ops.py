@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.pil_baseline import pil_apply_op, pil_rand_augment
+from benchmarks.pil_baseline import pil_apply_op, pil_rand_augment
 from multitrain.data.transforms import rand_augment as RA
 from multitrain.data.transforms.color import use_cpu_kernels
 from multitrain.data.transforms.warp import source_box, warp_affine

@@ -1,6 +1,6 @@
 """Distributed runtime with real processes on loopback (gloo, CPU).
 
-The same worker (this file run as a script) is started three ways — the seed's
+The same worker (this file run as a script) is started three ways — the original code's
 ``--init_method/--num_shards/--shard_id``, two torchrun "nodes", and SLURM's environment —
 and must give the single-process gradient of the whole global batch through
 ``all_gather_with_grad`` + DDP, plus correct object gathers, reductions and meters.
@@ -304,7 +304,7 @@ def test_resolve_launch_modes():
         ("slurm", 3, 1, 1, 2)
     if not __import__("shutil").which("scontrol"):
         assert spec.init_method == "tcp://gpu07:9999"
-    # explicit seed-style shards win over SLURM variables
+    # explicit --init_method/--num_shards/--shard_id win over SLURM variables
     assert du.resolve_launch(0, 2, 1, "tcp://h:1", env=sl).mode == "spawn"
     with pytest.raises(ValueError, match="shard_id"):
         du.resolve_launch(0, 2, 2, "tcp://h:1", env={})

@@ -1,4 +1,4 @@
-"""Optimizer groups (weight-decay exemptions) and the warm-up + cosine schedule (SPEC 6)."""
+"""Optimizer groups (weight-decay exemptions) and the warm-up + cosine schedule."""
 import math
 
 import pytest
@@ -11,7 +11,7 @@ from multitrain.engine.optim import build_optimizer, param_groups
 
 
 def seed_solver_cfg():
-    """SOLVER of the seed's multi-dataset YAML (reference/configs/Multi_dataset)."""
+    """SOLVER of the original code's multi-dataset YAML (reference/configs/Multi_dataset)."""
     cfg = get_cfg()
     s = cfg.SOLVER
     s.BASE_LR, s.COSINE_END_LR, s.WARMUP_START_LR = 2e-4, 2e-6, 2e-6

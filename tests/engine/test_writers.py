@@ -92,3 +92,31 @@ def test_stats_writer_json_and_tensorboard(tmp_path, restore_logging):
     scalars = read_scalars(str(tmp_path / "tb"))
     assert scalars["train/loss"] == [(5, 2.0)]
     assert scalars["train_epoch/replaced_videos"] == [(10, 3.0)]
+
+
+@pytest.mark.slow
+def test_trainer_closes_its_tensorboard_files(small_corpus, tmp_path, restore_logging):
+    """After `Trainer.train` returns, TensorBoard's writer thread has ended (the writer was
+    closed) and the event file holds every scalar of the run."""
+    import threading
+
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    from mt_testing import DEMO_CONFIG, corpus_overrides
+
+    from multitrain.config import load_config
+    from multitrain.engine.trainer import Trainer
+
+    opts = corpus_overrides(small_corpus, str(tmp_path)) + [
+        "TENSORBOARD.ENABLE", True, "TENSORBOARD.LOG_DIR", "tb", "NUM_GPUS", 0,
+        "TRAIN.BATCH_SIZE", 2, "TRAIN.MAX_ITERS_PER_EPOCH", 1, "SOLVER.MAX_EPOCH", 1,
+        "TRAIN.AUTO_RESUME", False, "TEST.ENABLE", False, "DATA_LOADER.NUM_WORKERS", 0,
+        "LOG_PERIOD", 1, "LOG_MODEL_INFO", False]
+    writer_threads = {t for t in threading.enumerate() if isinstance(t, _AsyncWriterThread)}
+    trainer = Trainer(load_config(DEMO_CONFIG, opts))
+    trainer.train()
+    started = {t for t in threading.enumerate() if isinstance(t, _AsyncWriterThread)}
+    assert not started - writer_threads
+    scalars = read_scalars(str(tmp_path / "tb"))
+    assert [step for step, _ in scalars["train/loss"]] == [trainer.steps_per_epoch]
+    assert "train_epoch/replaced_videos" in scalars and any(t.startswith("val/") for t in scalars)

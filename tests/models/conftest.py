@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from model_helpers import CONFORMANCE
+from mt_testing import CONFORMANCE
 
 
 @pytest.fixture

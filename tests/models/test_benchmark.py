@@ -1,7 +1,7 @@
 """The benchmark helper runs a real forward+backward in a child process and reports figures."""
 import pytest
 
-from multitrain.models.benchmark import compare_attention, format_rows
+from benchmarks.model_benchmark import compare_attention, format_rows
 
 from model_helpers import tiny_cfg
 

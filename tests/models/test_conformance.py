@@ -10,7 +10,8 @@ from multitrain.config import get_cfg, merge
 from multitrain.models import build_model
 from multitrain.models.conformance import TOLERANCE, check_fixture, find_config
 
-from model_helpers import REFERENCE_CONFIGS, REPO
+from model_helpers import REFERENCE_CONFIGS
+from mt_testing import REPO
 
 FIXTURES = ["multitrain_tiny.pt", "pyslowfast_mvitv2_tiny.pt"]
 EXPECTED_OUTPUTS = {

@@ -56,15 +56,34 @@ def test_eval_returns_probabilities(build):
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         name = "mit" if build is multitrain_tiny else "kinetics"
-        probs = model(x, dataset_name=name)
+        probs = model(x, dataset_name=name, output="probs")
     assert probs.ndim == 2 and (probs >= 0).all()
     assert torch.allclose(probs.sum(-1), torch.ones(2), atol=1e-6)
     if build is multitrain_tiny:
         with torch.no_grad():
-            every = model(x)
+            every = model(x, output="probs")
         assert set(every) == set(DATASETS) and torch.allclose(every["mit"], probs)
         with pytest.raises(KeyError, match="no head"):
-            model(x, dataset_name="ucf101")
+            model(x, dataset_name="ucf101", output="probs")
+
+
+def test_output_is_chosen_by_the_caller_not_the_mode():
+    """model.eval() switches dropout and drop path only: each output has one type in both
+    modes, and an unknown output or a head name for the training dict is refused."""
+    model = multitrain_tiny().eval()  # no dropout, no drop path
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        eval_train, eval_probs = model(x), model(x, output="probs")
+        model.train()
+        train_train, train_probs = model(x), model(x, output="probs")
+    assert set(eval_train) == set(train_train) == {"logits", "proj", "inf_feature"}
+    for d in DATASETS:
+        assert torch.allclose(eval_train["logits"][d], train_train["logits"][d], atol=1e-6)
+        assert torch.allclose(eval_probs[d], train_probs[d], atol=1e-6)
+    with pytest.raises(ValueError, match="not in"):
+        model(x, output="logits")
+    with pytest.raises(ValueError, match="output='probs'"):
+        model(x, dataset_name="mit")
 
 
 def test_sigmoid_head_at_eval():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from mt_testing import DEMO_CONFIG, REPO, RUN_NET, child_env, corpus_args, free_port  # noqa: F401  (re-exported)
 from multitrain.engine.writers import JSON_PREFIX
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUN_NET = os.path.join(REPO, "tools", "run_net.py")
-DEMO_CONFIG = os.path.join(REPO, "configs", "demo", "synthetic_multi.yaml")
 
 # Two epochs of 3 optimizer steps of 4 videos, a checkpoint after every step and epoch, a
 # validation after each epoch (VAL_SKIP keeps one video per dataset). Dropout, drop-path and
@@ -39,31 +35,16 @@ TINY_OPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def corpus_opts(root: str) -> List[str]:
-    """Overrides pointing the demo config at the synthetic corpus in ``root``."""
-    rel = json.load(open(os.path.join(root, "relations.json")))
-    dirs = [os.path.join(root, rel["datasets"][n]["dir"]) for n in rel["datasets"]]
-    return ["MODEL.MULTI_PATH_TO_DATA_DIR", repr([os.path.join(d, "pyslowfast_annotations")
-                                                  for d in dirs]),
-            "MODEL.MULTI_PATH_PREFIX", repr([os.path.join(d, "videos_320p") for d in dirs])]
-
-
 def net_args(corpus: str, out: str, extra: Sequence[str] = (), launch: Sequence[str] = ()) -> List[str]:
     """``run_net.py`` arguments of a tiny run of the demo config in ``out``."""
-    return [RUN_NET, "--cfg", DEMO_CONFIG, *launch] + corpus_opts(corpus) + \
-        ["OUTPUT_DIR", out] + TINY_OPTS + [str(x) for x in extra]
+    return [RUN_NET, "--cfg", DEMO_CONFIG, *launch] + corpus_args(corpus, out) + \
+        TINY_OPTS + [str(x) for x in extra]
 
 
 def start(args: Sequence[str], console: str, env_extra: Optional[Dict[str, str]] = None,
           new_session: bool = False) -> subprocess.Popen:
     """Start ``python args...``; stdout+stderr go to the file ``console`` (appended)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
+    env = child_env(PYTHONUNBUFFERED="1", **(env_extra or {}))
     os.makedirs(os.path.dirname(console) or ".", exist_ok=True)
     with open(console, "a") as f:
         return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=f,
@@ -190,7 +171,7 @@ def steps_done(name: str, steps_per_epoch: int) -> int:
 
 def start_ranks(corpus: str, out: str, extra: Sequence[str] = (),
                 world: int = 2) -> List[subprocess.Popen]:
-    """``world`` gloo ranks on this machine, seed-style (``--init_method tcp://...
+    """``world`` gloo ranks on this machine, as the original code launches them (``--init_method tcp://...
     --num_shards N --shard_id i``); rank i's console goes to ``<out>.rank<i>.console``."""
     url = f"tcp://127.0.0.1:{free_port()}"
     return [start(net_args(corpus, out, extra, launch=["--init_method", url, "--num_shards", str(world),

@@ -78,7 +78,7 @@ def test_preempted_twice_resumes_exactly(small_corpus, reference_run, tmp_path):
     n2, done2 = len(stats(out)), _newest_done(out)
     train_net(small_corpus, out)
     ref = stats(reference_run)
-    run1, run2, run3 = stats(out)[:n1], stats(out)[n1:n2], stats(out)[n2:]
+    run2, run3 = stats(out)[n1:n2], stats(out)[n2:]
     assert step_ids(run2 + run3)[:1] == step_ids(ref)[done1:done1 + 1]
     assert step_ids(run3) == step_ids(ref)[done2:]
     _check_resumed(reference_run, out, n2, done2)

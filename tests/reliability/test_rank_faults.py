@@ -1,4 +1,4 @@
-"""Faults of a job of two gloo ranks (seed-style launch, CPU).
+"""Faults of a job of two gloo ranks (the original's launch, CPU).
 
 - preempted (SIGKILL of every rank) at a random step, or asked to stop (SIGTERM to one rank
   only): the job auto-resumes to the weights of an uninterrupted two-rank run;

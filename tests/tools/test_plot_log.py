@@ -2,17 +2,14 @@
 lines): the figure holds the logged numbers, panel by panel, and the PNG is a real image."""
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 
-from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, RUN_NET, corpus_args, load_tool, run_python
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import plot_log as plot_tool  # noqa: E402  tools/plot_log.py
+from multitrain.analysis.plot_log import collect_curves, plot_run, read_stats
 
-from multitrain.analysis.plot_log import collect_curves, plot_run, read_stats  # noqa: E402
+plot_tool = load_tool("plot_log")
 
 DATASETS = ("kinetics", "mit", "ssv2")
 STEPS = 4  # logged train points per epoch
@@ -146,16 +143,13 @@ def test_cli(tmp_path, restore_logging, capsys):
 def test_log_of_a_real_training_run(small_corpus, tmp_path):
     """Two tiny epochs through tools/run_net.py, then the plot of their log."""
     out = tmp_path / "run"
-    opts = [str(o) if not isinstance(o, list) else repr(o) for o in corpus_overrides(small_corpus, str(out))]
+    opts = corpus_args(small_corpus, str(out))
     opts += ["TRAIN.BATCH_SIZE", "4", "TRAIN.MAX_ITERS_PER_EPOCH", "2", "SOLVER.MAX_EPOCH", "2",
              "TRAIN.EVAL_PERIOD", "1", "TRAIN.CHECKPOINT_PERIOD", "2", "TEST.ENABLE", "False",
              "LOG_PERIOD", "1", "LOG_MODEL_INFO", "False", "DATA_LOADER.NUM_WORKERS", "0",
              "TRAIN.AUTO_RESUME", "False", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
              "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.VAL_SKIP", "4"]
-    run_net = os.path.join(REPO, "tools", "run_net.py")
-    r = subprocess.run([sys.executable, run_net, "--cfg", DEMO_CONFIG] + opts,
-                       cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    r = run_python([RUN_NET, "--cfg", DEMO_CONFIG] + opts)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert plot_tool.main([str(out)]) == 0
     fig, curves, png = plot_run(str(out))

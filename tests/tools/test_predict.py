@@ -9,21 +9,19 @@
 import io
 import json
 import os
-import sys
 from contextlib import redirect_stdout
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
+from mt_testing import DEMO_CONFIG, corpus_overrides, load_tool
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import predict as predict_tool  # noqa: E402  tools/predict.py
-
-from multitrain.analysis.predict import (CLASSNAMES_DIR, Predictor, builtin_class_names,  # noqa: E402
+from multitrain.analysis.predict import (CLASSNAMES_DIR, Predictor, builtin_class_names,
                                          load_class_names, load_model_weights,
                                          resolve_class_names, view_protocol)
+
+predict_tool = load_tool("predict")
 
 # Small inputs so a CPU trains the demo model in seconds: 8 frames of 32x32.
 TINY_OPTS = ["DATA.TRAIN_CROP_SIZE", 32, "DATA.TEST_CROP_SIZE", 32, "DATA.TRAIN_JITTER_SCALES", [32, 40],
@@ -39,7 +37,7 @@ def tiny_cfg(root, out_dir, extra=()):
 
 
 def save_checkpoint(model, cfg, path):
-    """Our checkpoint layout (SPEC section 7), enough for inference."""
+    """Our checkpoint layout, enough for inference."""
     torch.save({"epoch": 0, "model_state": model.state_dict(), "cfg": cfg.dump()}, path)
     return str(path)
 
@@ -258,7 +256,7 @@ def test_cli_scores_are_the_mean_of_the_test_views(small_corpus, untrained, tmp_
             proto = "segment" if name == "ssv2" else "clip"
             if proto not in probs:
                 with torch.no_grad():
-                    probs[proto] = model(reference_views(cfg, name, video, tmp_path))
+                    probs[proto] = model(reference_views(cfg, name, video, tmp_path), output="probs")
             expected = probs[proto][name].mean(0)
             assert len(entries) == len(names[name])  # top-10 of fewer classes: all of them
             assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1))
@@ -281,7 +279,7 @@ def test_cli_single_view_selected_heads_table_and_overrides(small_corpus, untrai
     # No --classnames and no shipped map for 4 MiT classes: indices are shown.
     one = load_config_like(cfg, ["TEST.NUM_ENSEMBLE_VIEWS", 1, "TEST.NUM_SPATIAL_CROPS", 1])
     with torch.no_grad():
-        p = model(reference_views(one, "mit", video, tmp_path), dataset_name="mit")[0]
+        p = model(reference_views(one, "mit", video, tmp_path), dataset_name="mit", output="probs")[0]
     top = p.argsort(descending=True)[:2].tolist()
     for line, idx in zip(lines[2:], top):
         rank, score, name = line.split()
@@ -330,7 +328,7 @@ def test_single_head_model_with_class_names_file(small_corpus, tmp_path):
     (res,) = json.loads(text)
     assert list(res["predictions"]) == ["ssv2"] and res["views"] == {"ssv2": "1x3"}
     with torch.no_grad():
-        expected = model(reference_views(cfg, "ssv2", video, tmp_path)).mean(0)
+        expected = model(reference_views(cfg, "ssv2", video, tmp_path), output="probs").mean(0)
     got = res["predictions"]["ssv2"]
     assert [e["name"] for e in got] == [names[i] for i in expected.argsort(descending=True).tolist()]
     best = expected.sort(descending=True).values.tolist()

@@ -1,29 +1,16 @@
-"""tools/benchmark.py recipe (benchmarks/recipe_speed.py): the recipe in the workers vs on
+"""benchmarks/recipe_speed.py (tools/benchmark.py recipe): the recipe in the workers vs on
 the device, and the end-to-end figures, on real generated videos and a tiny model."""
-import importlib.util
 import json
-import os
 
 import pytest
 import torch  # noqa: F401  (before decord)
 
-from mt_testing import REPO
+from benchmarks import recipe_speed
+from benchmarks.recipe_benchmark import end_to_end
+from mt_testing import TINY_MVIT
 
-from multitrain.data.recipe_benchmark import end_to_end
-
-# A 2-layer, 16-wide MViT on 8 x 32 x 32 clips: the step takes well under a second.
-TINY = ["DATA.NUM_FRAMES", "8", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-        "MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.DIM_MUL", "[[1, 2.0]]",
-        "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]",
-        "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 4, 4]"]
-
-
-def _script():
-    path = os.path.join(REPO, "benchmarks", "recipe_speed.py")
-    spec = importlib.util.spec_from_file_location("recipe_speed_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The tiny MViT on 8 x 32 x 32 clips.
+TINY = ["DATA.NUM_FRAMES", "8", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"] + TINY_MVIT
 
 
 def _positive_numbers(tree, path=""):
@@ -39,7 +26,7 @@ def _positive_numbers(tree, path=""):
 
 def test_recipe_benchmark_reports_every_figure(tmp_path):
     out = tmp_path / "recipe.json"
-    result = _script().main(["--videos", "1", "--seconds", "2", "--items", "2", "--warmup", "0",
+    result = recipe_speed.run(["--videos", "1", "--seconds", "2", "--items", "2", "--warmup", "0",
                              "--batch", "2", "--repeats", "1", "--threads", "1", "--step",
                              "--json", str(out)] + TINY)
     figures = json.loads(out.read_text())

@@ -10,19 +10,17 @@ import io
 import json
 import os
 import re
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO
+from mt_testing import DEMO_CONFIG, load_tool
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import relations as relations_tool  # noqa: E402  tools/relations.py
+from multitrain.analysis.relations import PROJ_PREFIX, split_pair
+from multitrain.data.synthetic import class_relations
 
-from multitrain.analysis.relations import PROJ_PREFIX, split_pair  # noqa: E402
-from multitrain.data.synthetic import class_relations  # noqa: E402
+relations_tool = load_tool("relations")
 
 TRUTH = class_relations()  # what relations.json holds
 

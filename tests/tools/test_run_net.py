@@ -1,19 +1,16 @@
-"""tools/run_net.py as users type it: the seed README's command lines."""
+"""tools/run_net.py as users type it: the original README's command lines."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from mt_testing import CONFORMANCE, DEMO_CONFIG, REPO, corpus_overrides
-
-RUN_NET = os.path.join(REPO, "tools", "run_net.py")
+from mt_testing import (CONFORMANCE, DEMO_CONFIG, REPO, RUN_NET, TINY_MVIT, corpus_args,
+                        free_port, run_python, start_python, wait_all)
 MULTI = os.path.join(REPO, "configs", "Multi_dataset", "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml")
 
 
-def seed_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
-    """The seed README's inference command, with our config path and NUM_GPUS 0."""
+def original_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
+    """The original README's inference command, with our config path and NUM_GPUS 0."""
     return [RUN_NET, "--cfg", MULTI,
             "DATA.MULTI_LABEL", "False", "TRAIN.ENABLE", "False", "TRAIN.BATCH_SIZE", "1", "NUM_GPUS", "0",
             "TEST.BATCH_SIZE", "32", "TEST.ENABLE", "True", "DATA_LOADER.NUM_WORKERS", "0", "LOG_PERIOD", "100",
@@ -26,12 +23,8 @@ def seed_inference_args(datapath, dataset, num_class, s, t, ckpt, extra=()):
             *extra]
 
 
-def _run(args, timeout=600):
-    return subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def test_seed_inference_command_names_the_missing_annotation_file(tmp_path):
-    r = _run(seed_inference_args("/data_nvme/datasets/kinetics400", "kinetics", 400, 1, 5,
+def test_original_inference_command_names_the_missing_annotation_file(tmp_path):
+    r = run_python(original_inference_args("/data_nvme/datasets/kinetics400", "kinetics", 400, 1, 5,
                                  "../pretrained_models/multitrain_release.v1.pyth",
                                  ["OUTPUT_DIR", str(tmp_path)]))
     assert r.returncode == 1
@@ -40,14 +33,14 @@ def test_seed_inference_command_names_the_missing_annotation_file(tmp_path):
 
 
 def test_misspelled_key_fails_with_its_name():
-    r = _run([RUN_NET, "--cfg", MULTI, "TRAIN.GRAD_ACCU_NUM_BATCHES", "8"])
+    r = run_python([RUN_NET, "--cfg", MULTI, "TRAIN.GRAD_ACCU_NUM_BATCHES", "8"])
     assert r.returncode == 2
     assert "unknown config key TRAIN.GRAD_ACCU_NUM_BATCHES" in r.stderr
 
 
 def test_config_is_written_to_output_dir(small_corpus, tmp_path):
-    r = _run([RUN_NET, "--cfg", DEMO_CONFIG, "TRAIN.ENABLE", "False", "TEST.ENABLE", "False"]
-             + [repr(o) if isinstance(o, list) else o for o in corpus_overrides(small_corpus, str(tmp_path))])
+    r = run_python([RUN_NET, "--cfg", DEMO_CONFIG, "TRAIN.ENABLE", "False", "TEST.ENABLE", "False"]
+             + corpus_args(small_corpus, str(tmp_path)))
     assert r.returncode == 0, r.stderr[-2000:]
     from multitrain.config import load_config
 
@@ -64,7 +57,7 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
     opts = fx["config_overrides"]
     over = [str(v) if not isinstance(v, list) else repr(v) for v in opts]
     ds = os.path.join(small_corpus, "moments_in_time")  # 4 classes, as the fixture's mit head
-    r = _run([RUN_NET, "--cfg", MULTI, "NUM_GPUS", "0", "TRAIN.ENABLE", "False", "TEST.ENABLE", "True",
+    r = run_python([RUN_NET, "--cfg", MULTI, "NUM_GPUS", "0", "TRAIN.ENABLE", "False", "TEST.ENABLE", "True",
               "TEST.DATASET", "mit", "DATA.NUM_CLASSES", "4", "TEST.NUM_ENSEMBLE_VIEWS", "1",
               "TEST.NUM_SPATIAL_CROPS", "1", "DATA.PATH_TO_DATA_DIR", os.path.join(ds, "pyslowfast_annotations"),
               "DATA.PATH_PREFIX", os.path.join(ds, "videos_320p"), "TEST.CHECKPOINT_FILE_PATH", str(ckpt),
@@ -76,7 +69,7 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
+def test_original_inference_command_full_size_model_on_synthetic_videos(tmp_path):
     """The README's inference command end to end: MViTv2-B 32x3 (random weights: no file),
     multi-view testing of a few synthetic videos on the CPU."""
     from multitrain.data.synthetic import make_synthetic_corpus
@@ -85,7 +78,7 @@ def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
     make_synthetic_corpus(str(root), {"train": 1, "val": 1, "test": 1}, num_workers=2)
     ann = root / "kinetics400" / "pyslowfast_annotations" / "test.csv"
     ann.write_text("".join(ann.read_text().splitlines(keepends=True)[:2]))  # 2 videos
-    r = _run(seed_inference_args(str(root / "kinetics400"), "kinetics", 6, 1, 2, "",
+    r = run_python(original_inference_args(str(root / "kinetics400"), "kinetics", 6, 1, 2, "",
                                  ["OUTPUT_DIR", str(tmp_path / "out"), "TEST.BATCH_SIZE", "2",
                                   "MODEL.MULTI_NUM_CLASSES", "[6, 4, 4]"]), timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -94,34 +87,24 @@ def test_seed_inference_command_full_size_model_on_synthetic_videos(tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_training_command_two_shards_on_loopback(small_corpus, tmp_path):
+def test_original_training_command_two_shards_on_loopback(small_corpus, tmp_path):
     """The README's training command with NUM_GPUS 0, a smaller model and two shards."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cluster = os.path.join(REPO, "configs", "Multi_dataset",
                            "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_cluster_example.yaml")
-    seed = ["TRAIN.ENABLE", "True", "TRAIN.BATCH_SIZE", "4", "TRAIN.GRAD_ACCU_NUM_BATCH", "2", "NUM_GPUS", "0",
+    original = ["TRAIN.ENABLE", "True", "TRAIN.BATCH_SIZE", "4", "TRAIN.GRAD_ACCU_NUM_BATCH", "2", "NUM_GPUS", "0",
             "LOG_PERIOD", "1", "TRAIN.MIXED_PRECISION", "True", "DATA.DECODING_BACKEND", "decord",
             "MODEL.ACT_CHECKPOINT", "False", "LOG_MODEL_INFO", "False", "TRAIN.CHECKPOINT_FILE_PATH", "",
             "TRAIN.AUTO_RESUME", "True", "TRAIN.CHECKPOINT_EPOCH_RESET", "True", "TENSORBOARD.ENABLE", "True",
             "TENSORBOARD.LOG_DIR", "tb_log", "USE_TQDM", "True"]
-    smaller = ["MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.DIM_MUL", "[[1, 2.0]]",
-               "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]",
-               "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 4, 4]", "DATA.NUM_FRAMES", "8", "DATA.SAMPLING_RATE", "2",
+    smaller = TINY_MVIT + ["DATA.NUM_FRAMES", "8", "DATA.SAMPLING_RATE", "2",
                "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
                "MODEL.MULTI_NUM_CLASSES", "[6, 4, 4]", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.5",
                "TRAIN.MAX_ITERS_PER_EPOCH", "2",
                "DATA_LOADER.NUM_WORKERS", "0", "DATA.VAL_SKIP", "4"]
-    paths = [repr(o) if isinstance(o, list) else o for o in corpus_overrides(small_corpus, str(tmp_path))]
-    procs = [subprocess.Popen([sys.executable, RUN_NET, "--cfg", cluster] + seed + smaller + paths
-                              + ["--init_method", f"tcp://127.0.0.1:{port}", "--num_shards", "2", "--shard_id", str(i)],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    for p in procs:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, out[-3000:]
+    paths = corpus_args(small_corpus, str(tmp_path))
+    wait_all([start_python([RUN_NET, "--cfg", cluster] + original + smaller + paths
+                           + ["--init_method", f"tcp://127.0.0.1:{port}", "--num_shards", "2",
+                              "--shard_id", str(i)]) for i in range(2)], timeout=600)
     assert os.listdir(tmp_path / "checkpoints")
     assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(tmp_path / "tb_log") for f in fs)

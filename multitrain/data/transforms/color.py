@@ -14,16 +14,15 @@ each frame. The arithmetic follows PIL's C code (facts, not code, taken from Pil
 Implementation: every op is a look-up table (per clip or per frame and channel) or a
 short chain of whole-clip tensor ops; they run on any device. On the CPU three inner
 loops are handed to PIL's C kernels, frame by frame, because torch/numpy have no fast
-uint8 equivalent on one thread (timed on 32 frames of 426x320): applying a table
-(``Image.point``, ~20 ms vs ~40 ms for ``np.take`` and ~160 ms for torch int64
-indexing), histograms (``Image.histogram``, ~15 ms vs ~80 ms for ``torch.bincount``),
-luma (``convert("L")``) and the Color blend (``ImageEnhance.Color``, 2x faster than luma
-+ a blend table). They compute the same integers as the tensor code (the tests check
+uint8 equivalent on one thread (timings in docs/BENCHMARKS.md, "Loader"): applying a
+table (``Image.point``, faster than ``np.take`` or torch int64 indexing), histograms
+(``Image.histogram``, faster than ``torch.bincount``), luma (``convert("L")``) and the
+Color blend (``ImageEnhance.Color``, faster than luma + a blend table). They compute the same integers as the tensor code (the tests check
 both paths); :func:`use_cpu_kernels` switches them off.
 
 Why not torchvision.transforms.v2.functional: its ``adjust_contrast/saturation/sharpness``
 and ``autocontrast`` use float luma weights and rounding that differ from PIL by a level
-here and there, and they take 100-160 ms per op for 32 frames of 426x320 on one thread.
+here and there, and they are slower on one thread.
 """
 from __future__ import annotations
 
@@ -122,7 +121,7 @@ def solarize_add(x: torch.Tensor, add: int, threshold: int = 128) -> torch.Tenso
     """timm's SolarizeAdd: values below `threshold` get ``min(255, v + add)``."""
     if add <= 0:
         return x
-    if threshold + add <= 256:  # the seed's case (128 + at most 110): nothing saturates
+    if threshold + add <= 256:  # the original code's case (128 + at most 110): nothing saturates
         return x + (x < threshold).to(torch.uint8) * add
     lut = torch.arange(256)
     lut = torch.where(lut < threshold, (lut + add).clamp(max=255), lut)
@@ -262,7 +261,7 @@ def contrast(x: torch.Tensor, factor: float, out: Optional[tuple] = None) -> tor
 
 def color(x: torch.Tensor, factor: float) -> torch.Tensor:
     """ImageEnhance.Color: blend with the luma image (per pixel)."""
-    if _cpu(x):  # PIL's fused C loop (luma + blend) is 2x faster than luma + table
+    if _cpu(x):  # PIL's fused C loop (luma + blend) beats luma + table
         from PIL import ImageEnhance
 
         out = np.empty(tuple(x.shape), dtype=np.uint8)

@@ -10,7 +10,7 @@ per pixel, channel and frame; ``rand`` = one normal colour per frame; ``const`` 
 
 Every frame is erased. (The original also passed ``num_splits = RE_COUNT``, which with
 ``RE_COUNT > 1`` left the first ``T // RE_COUNT`` frames unerased: a batch-split option
-applied to frames by accident; with the seed's ``RE_COUNT 1`` nothing differs.)
+applied to frames by accident; with the original code's ``RE_COUNT 1`` nothing differs.)
 
 All draws come from the generator passed to :func:`draw_erasing_params`; the noise is a
 function of a seed drawn there and is generated on the CPU, then moved to the clip's

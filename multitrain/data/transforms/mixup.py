@@ -1,4 +1,4 @@
-"""Mixup / CutMix on a local batch, with per-head label smoothing (SPEC section 5).
+"""Mixup / CutMix on a local batch, with per-head label smoothing.
 
 Facts from timm's ``Mixup`` as PySlowFast/MultiTrain used it (Zhang et al. 2018; Yun et
 al. 2019): sample i is mixed with sample B-1-i (the batch flipped); one lambda per batch:
@@ -15,7 +15,7 @@ its own head. Smoothing applies to every row of every head's matrix, as in the o
 (rows of other datasets' samples become ``s / K_d``), so a sample whose partner comes from
 another dataset gets ``lambda * smooth(y_own) + (1 - lambda) * s / K_d``: smoothing mass s.
 It uses each head's own class count K_d (the original used ``MODEL.NUM_CLASSES`` for every
-head; SPEC section 9).
+head).
 
 All draws come from a CPU ``torch.Generator`` (Beta draws through a numpy generator seeded
 from it), so a resumed run or a GPU run mixes identically.

@@ -2,7 +2,7 @@
 
 Policy strings follow timm's ``rand-m{M}-n{N}-mstd{S}-inc{0|1}[-mmax{X}][-p{P}]``
 (Cubuk et al., "RandAugment", 2020; timm's video variant as PySlowFast used it). For
-the seed's ``rand-m7-n4-mstd0.5-inc1`` (SPEC section 5): N = 4 ops drawn uniformly with
+the original code's ``rand-m7-n4-mstd0.5-inc1``: N = 4 ops drawn uniformly with
 replacement from the 15 "increasing" ops below, each applied with probability 0.5, at
 magnitude ``clip(M + S * N(0, 1), 0, 10)`` drawn per op, with a random sign for the
 signed ops; geometric ops fill with grey 128 and use ``AUG.INTERPOLATION``. A clip gets

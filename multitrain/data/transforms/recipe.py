@@ -1,4 +1,4 @@
-"""The clip recipes: training (SPEC section 5, in order), validation and test views.
+"""The clip recipes: training (the original's order), validation and test views.
 
 Train clip recipe, the order the paper trained with:
 

@@ -43,7 +43,7 @@ def build_train_step(cfg, batch: int, device: str,
     """The measured step of ``cfg``'s model on random clips and labels: forward in train
     mode under autocast (``amp_dtype`` "bf16" / "fp16" / None), the real criterion,
     backward, then a device synchronisation. Sets cudnn.benchmark as training does."""
-    from . import build_loss, build_model
+    from multitrain.models import build_loss, build_model
 
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     dev = torch.device(device)
@@ -70,7 +70,7 @@ def _measure(cfg_yaml: str, impl: str, batch: int, iters: int, warmup: int, devi
     """Child process body: build, warm up, time `iters` steps; return the figures."""
     from yacs.config import CfgNode
 
-    from ..config import get_cfg
+    from multitrain.config import get_cfg
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TVF
 from PIL import Image, ImageEnhance, ImageOps
 
-from .transforms import geometry as G
-from .transforms.erasing import apply_erasing
-from .transforms.rand_augment import RandAugmentParams, op_arguments
+from multitrain.data.transforms import geometry as G
+from multitrain.data.transforms.erasing import apply_erasing
+from multitrain.data.transforms.rand_augment import RandAugmentParams, op_arguments
 
 __all__ = ["pil_apply_op", "pil_rand_augment", "pil_train_clip", "pil_eval_view"]
 

@@ -7,9 +7,9 @@ from multitrain.config import get_cfg
 from multitrain.models.heads import MultiDatasetHead, TransformerBasicHead
 from multitrain.models.mvit import MViT, build_expander
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFORMANCE = os.path.normpath(os.path.join(REPO, "..", "shared", "conformance"))
-REFERENCE_CONFIGS = os.path.normpath(os.path.join(REPO, "..", "shared", "reference", "configs"))
+from mt_testing import SHARED
+
+REFERENCE_CONFIGS = os.path.join(SHARED, "reference", "configs")
 DATASETS = ["kinetics", "mit", "ssv2"]
 CLASSES = [5, 4, 3]
 

@@ -1,6 +1,6 @@
-"""Where the train clip recipe costs what: in the loader workers or on the device (issue 9).
+"""Where the train clip recipe costs what: in the loader workers or on the device.
 
-For one config (the script's default: the seed's K400 MViTv2-B 32x3 recipe) and a few
+For one config (the script's default: the original code's K400 MViTv2-B 32x3 recipe) and a few
 generated videos, measured in one process:
 
 * workers, one thread (as a DataLoader worker): CPU and wall seconds per sample of
@@ -11,7 +11,7 @@ generated videos, measured in one process:
 * the device: seconds per batch of ``device_recipe.apply_train_batch`` on a raw batch
   collated (``collate_multi``) and moved (``move_batch``) as the loader and trainer do;
 * optionally one training step with the trainer's own pieces (``Trainer``'s model,
-  criterion, optimizer and AMP settings, Mixup via ``prepare_train_batch``, ``train_step``),
+  criterion, optimizer and AMP settings, Mixup via ``prepare_train_batch``, ``Trainer.run_step``),
   the recipe's share of it and the end-to-end samples/s of both modes.
 
 A *sample* is one dataset item: one decoded video made into ``AUG.NUM_SAMPLE`` clips.
@@ -24,14 +24,20 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch  # before decord (decord2's wheel crashes when imported first)
 
-from .multi_dataset import collate_multi
+from multitrain.config import load_config
+from multitrain.data.loader import MULTI_DATASET_NAME, build_dataset
+from multitrain.data.multi_dataset import collate_multi
+from multitrain.data.transforms import device_recipe
+from multitrain.data.transforms.device_recipe import draw_clip_samples
+from multitrain.data.video_dataset import SampleKey
+from multitrain.engine.batch import move_batch, prepare_train_batch
+from multitrain.engine.trainer import Trainer
+
 from .pil_baseline import pil_train_clip
-from .transforms.device_recipe import draw_clip_samples
-from .video_dataset import SampleKey
 
 __all__ = ["write_corpus", "benchmark_config", "measure_workers", "measure_device_recipe",
            "build_trainer", "measure_train_step", "end_to_end", "run_benchmark", "format_report"]
@@ -72,9 +78,6 @@ def benchmark_config(cfg_file: str, corpus: Dict[str, str], batch: int, device: 
 
     amp: "auto" (bf16 on cuda, the config's own setting on cpu), "none", "bf16", "fp16".
     """
-    from ..config import load_config
-    from .loader import MULTI_DATASET_NAME
-
     base = load_config(cfg_file, freeze=False)
     ours: List = ["NUM_GPUS", 1 if device.startswith("cuda") else 0, "NUM_SHARDS", 1,
                   "TRAIN.BATCH_SIZE", batch, "TRAIN.GRAD_ACCU_NUM_BATCH", 1,
@@ -101,8 +104,6 @@ def benchmark_config(cfg_file: str, corpus: Dict[str, str], batch: int, device: 
 
 def min_num_classes(cfg) -> int:
     """Labels valid for every dataset the train split reads."""
-    from .loader import MULTI_DATASET_NAME
-
     if cfg.TRAIN.DATASET == MULTI_DATASET_NAME:
         return min(int(k) for k in cfg.MODEL.MULTI_NUM_CLASSES)
     return int(cfg.DATA.NUM_CLASSES)
@@ -162,8 +163,6 @@ def measure_workers(cfg, items: int, warmup: int = 1) -> dict:
     Returns ``{mode: {"cpu_s", "wall_s", "cpu_s_median", "wall_s_median"}, "same_draws",
     "items", "clip_shape"}``.
     """
-    from .loader import build_dataset
-
     ds_aug = build_dataset(_with_on_device(cfg, False), "train")
     ds_raw = build_dataset(_with_on_device(cfg, True), "train")
     recipes = {d.dataset_name: d.transform for d in ds_aug.datasets}
@@ -201,8 +200,6 @@ def measure_workers(cfg, items: int, warmup: int = 1) -> dict:
 # ---------------------------------------------------------------------------- device
 def raw_batch(cfg, batch: int) -> dict:
     """A raw (decode-only) train batch of ``batch`` items, collated as the loader does."""
-    from .loader import build_dataset
-
     ds = build_dataset(_with_on_device(cfg, True), "train")
     items = [ds[key] for key in item_keys(len(ds), batch)]
     return collate_multi(items, dataset_names=ds.dataset_names, num_classes=ds.num_classes)
@@ -230,8 +227,6 @@ def _pin(x):
 def copy_seconds(batch: dict, device: torch.device, repeats: int = 3) -> float:
     """Median seconds of ``move_batch(batch, device)`` (pinned first on cuda), after one
     untimed copy."""
-    from ..engine.batch import move_batch
-
     batch = _pin(batch) if device.type == "cuda" else batch
     times = [_timed(lambda: move_batch(batch, device), device)[1] for _ in range(1 + repeats)]
     return statistics.median(times[1:])
@@ -248,9 +243,6 @@ def measure_device_recipe(cfg, batch: int, device: str, repeats: int = 3,
     ``warmup`` calls; ``cpu_s_per_batch`` is this process's CPU time (on cuda: the draws
     made on the CPU and the kernel launches).
     """
-    from ..engine.batch import move_batch
-    from .transforms import device_recipe
-
     dev = torch.device(device)
     cfg_on = _with_on_device(cfg, True)
     raw = raw_batch(cfg_on, batch)
@@ -278,9 +270,6 @@ def build_trainer(cfg):
     """The :class:`~multitrain.engine.trainer.Trainer` of ``cfg`` (model, criterion,
     optimizer, scaler, AMP dtype as in training). Built before the timings, so that a bad
     model override fails at once."""
-    # The engine is imported here, not at the top: multitrain.data must not need it.
-    from ..engine.trainer import Trainer
-
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     return Trainer(cfg)
 
@@ -288,11 +277,8 @@ def build_trainer(cfg):
 def measure_train_step(trainer, aug_batch: dict, repeats: int = 3, warmup: int = 1) -> dict:
     """Seconds of one optimizer step on ``aug_batch`` (``inputs`` [N, 3, T, S, S] on the
     device) with ``trainer``'s own model, criterion, optimizer, grad scaler and AMP dtype,
-    Mixup/CutMix as ``prepare_train_batch`` applies it, and ``train_step``. Medians over
+    Mixup/CutMix as ``prepare_train_batch`` applies it, and ``Trainer.run_step``. Medians over
     ``repeats`` after ``warmup`` steps."""
-    from ..engine.batch import prepare_train_batch
-    from ..engine.train_step import train_step
-
     cfg = trainer.cfg
     trainer.ddp_model.train()
     dev = trainer.device
@@ -303,11 +289,7 @@ def measure_train_step(trainer, aug_batch: dict, repeats: int = 3, warmup: int =
     for r in range(warmup + repeats):
         batch, mix_s, _ = _timed(lambda: prepare_train_batch(
             aug_batch, mix_cfg, seed=(cfg.RNG_SEED, 0, r, 0, 0)), dev)
-        res, step_s, cpu = _timed(lambda: train_step(
-            trainer.ddp_model, [batch], trainer._compute_losses, trainer.optimizer,
-            trainer.scaler, clip_norm=cfg.SOLVER.CLIP_GRAD_L2NORM,
-            clip_value=cfg.SOLVER.CLIP_GRAD_VAL, amp_dtype=trainer.amp_dtype, device=dev,
-            set_lr=lambda i: trainer._set_lr(0, r)), dev)
+        res, step_s, cpu = _timed(lambda: trainer.run_step([batch], epoch=0, step=r), dev)
         loss = res.losses["loss"]
         if r >= warmup:
             steps.append(step_s)
