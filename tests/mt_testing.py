@@ -113,6 +113,13 @@ def final_state(out_dir: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
 
 
+def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
+    """Two model states have the same keys and no element differs by more than `atol`."""
+    assert a.keys() == b.keys()
+    worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    assert worst <= atol, f"largest weight difference {worst:.3g} > {atol}"
+
+
 def train_losses(out_dir: str) -> List[float]:
     """The training losses a run logged in `out_dir`, in order."""
     from multitrain.engine.writers import parse_json_stats

@@ -12,14 +12,8 @@ import time
 
 import pytest
 
-from mt_testing import (DEMO_CONFIG, RUN_NET, final_state, free_port, start_python, step_args,
+from mt_testing import (DEMO_CONFIG, RUN_NET, assert_same_weights, final_state, free_port, start_python, step_args,
                         train_losses, wait_all)
-
-
-def _assert_same_weights(a, b, atol=2e-6):
-    assert a.keys() == b.keys()
-    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-    assert worst < atol, f"largest weight difference {worst}"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ def test_two_gloo_ranks_equal_one_process(small_corpus, single_process_run, tmp_
     ref, two = train_losses(single_process_run), train_losses(out)
     assert len(ref) == len(two) == 1
     assert two[0] == pytest.approx(ref[0], rel=1e-5)
-    _assert_same_weights(final_state(single_process_run), final_state(out))
+    assert_same_weights(final_state(single_process_run), final_state(out), atol=2e-6)
 
 
 def test_recipe_on_device_trains_to_the_same_weights(small_corpus, single_process_run, tmp_path):
@@ -49,7 +43,7 @@ def test_recipe_on_device_trains_to_the_same_weights(small_corpus, single_proces
     wait_all([start_python([RUN_NET, "--cfg", DEMO_CONFIG]
                     + step_args(small_corpus, out, ["AUG.ON_DEVICE", "True"]))])
     assert train_losses(out) == pytest.approx(train_losses(single_process_run), rel=1e-6)
-    _assert_same_weights(final_state(single_process_run), final_state(out), atol=1e-7)
+    assert_same_weights(final_state(single_process_run), final_state(out), atol=1e-7)
 
 
 @pytest.mark.slow
@@ -61,7 +55,7 @@ def test_two_torchrun_nodes_equal_one_process(small_corpus, single_process_run, 
                    RUN_NET, "--cfg", DEMO_CONFIG] + step_args(small_corpus, out)) for i in range(2)]
     wait_all(procs)
     assert train_losses(out)[0] == pytest.approx(train_losses(single_process_run)[0], rel=1e-5)
-    _assert_same_weights(final_state(single_process_run), final_state(out))
+    assert_same_weights(final_state(single_process_run), final_state(out), atol=2e-6)
 
 
 RESUME_OPTS = ["SOLVER.MAX_EPOCH", "3", "TRAIN.MAX_ITERS_PER_EPOCH", "4", "TRAIN.CHECKPOINT_PERIOD", "1",
@@ -83,4 +77,4 @@ def test_killed_run_auto_resumes_to_the_same_weights(small_corpus, tmp_path):
     wait_all([start_python([RUN_NET, "--cfg", DEMO_CONFIG] + step_args(small_corpus, killed, RESUME_OPTS))])
     with open(os.path.join(killed, "stdout.log")) as f:
         assert "resum" in f.read().lower()
-    _assert_same_weights(final_state(full), final_state(killed))
+    assert_same_weights(final_state(full), final_state(killed), atol=2e-6)

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, RUN_NET, child_env, corpus_args, free_port  # noqa: F401  (re-exported)
+from mt_testing import (DEMO_CONFIG, REPO, RUN_NET, assert_same_weights, child_env,  # noqa: F401  (re-exported)
+                        corpus_args, free_port)
 from multitrain.engine.writers import JSON_PREFIX
 
 # Two epochs of 3 optimizer steps of 4 videos, a checkpoint after every step and epoch, a
@@ -136,13 +137,6 @@ def final_state(out: str) -> Dict[str, torch.Tensor]:
     assert ends, f"no end-of-epoch checkpoint in {out}: {checkpoints(out)}"
     path = os.path.join(out, "checkpoints", ends[-1])
     return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
-
-
-def assert_same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor],
-                        atol: float = 1e-6) -> None:
-    assert a.keys() == b.keys()
-    worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
-    assert worst <= atol, f"largest weight difference {worst:.3g} > {atol}"
 
 
 def step_ids(records: Sequence[dict]) -> List[float]:

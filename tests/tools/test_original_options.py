@@ -15,7 +15,7 @@ from multitrain.config import ConfigError, load_config
 from multitrain.engine.metrics import mean_average_precision
 from multitrain.engine.writers import parse_json_stats
 
-from test_run_net import RUN_NET
+from mt_testing import RUN_NET
 
 QUICK = ["TRAIN.BATCH_SIZE", "4", "TRAIN.MAX_ITERS_PER_EPOCH", "2", "SOLVER.MAX_EPOCH", "1",
          "DATA.VAL_SKIP", "4", "DATA_LOADER.NUM_WORKERS", "0", "LOG_MODEL_INFO", "False",
