@@ -9,6 +9,7 @@ from multitrain.models.mvit import MViT, build_expander
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFORMANCE = os.path.normpath(os.path.join(REPO, "..", "shared", "conformance"))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
 REFERENCE_CONFIGS = os.path.normpath(os.path.join(REPO, "..", "shared", "reference", "configs"))
 DATASETS = ["kinetics", "mit", "ssv2"]
 CLASSES = [5, 4, 3]
