@@ -72,10 +72,8 @@ MUTANTS: List[Mutant] = [
         "(u * (hi - lo + 1).double())", "(u * (hi - lo).double())")], [T_SAMPLING]),
     Mutant("sampling_ssv2_eval_midpoint_rounded_up", SAMPLING, [(
         "idx = (lo + hi) // 2", "idx = (lo + hi + 1) // 2")], [T_SAMPLING]),
-    Mutant("sampling_end_from_capped_start", SAMPLING, [(
-        "    end = start + span - 1  # end from the uncapped start, as the original does\n"
-        "    start = min(start, video_frames - 2)\n",
-        "    start = min(start, video_frames - 2)\n    end = start + span - 1\n")], [T_SAMPLING]),
+    Mutant("sampling_offset_views_not_floored", SAMPLING, [(
+        "view * math.floor(delta / (num_views - 1))", "view * delta / (num_views - 1)")], [T_SAMPLING]),
     Mutant("sampling_indices_rounded", SAMPLING, [(
         "np.clip(points.astype(np.int64)", "np.clip(np.round(points).astype(np.int64)")], [T_SAMPLING]),
     Mutant("sampling_span_rounded", SAMPLING, [(

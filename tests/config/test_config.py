@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from fixtures.make_fixtures import flat_config
 from multitrain.config import ConfigError, get_cfg, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -13,16 +14,6 @@ REFERENCE_TABLE = os.path.join(REPO, "tests", "fixtures", "reference_configs.jso
 with open(REFERENCE_TABLE) as _f:
     REFERENCE = json.load(_f)
 MULTI = os.path.join(REPO, "configs", "Multi_dataset", "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml")
-
-
-def _flat(node, prefix=""):
-    out = {}
-    for k, v in node.items():
-        if hasattr(v, "items"):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def test_defaults_are_fresh_copies():
@@ -122,8 +113,8 @@ def test_reference_table_covers_every_original_yaml():
 def test_our_configs_mean_what_the_reference_ones_mean(ref):
     """Same file names; every resulting value equal, except documented differences."""
     ours = os.path.join(REPO, "configs", ref)
-    b = json.loads(json.dumps(_flat(load_config(ours))))  # tuples -> lists, as in the table
-    a = {**json.loads(json.dumps(_flat(get_cfg()))), **REFERENCE[ref]}
+    b = flat_config(load_config(ours))
+    a = {**flat_config(get_cfg()), **REFERENCE[ref]}
     assert a.keys() == b.keys(), f"keys of the original unknown to us: {sorted(a.keys() - b.keys())[:10]}"
     allowed = {"DATA.NUM_CLASSES", "DATA.DECODING_BACKEND"}  # we set the class count; decord replaces torchvision
     diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in allowed}
