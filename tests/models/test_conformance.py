@@ -164,3 +164,18 @@ def test_released_architecture_gflops():
     model = build_model(cfg)
     gflops = gflops_one_view(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE)
     assert abs(gflops - 223.8) < 0.5, gflops
+
+
+def test_multitrain_backbone_feature(conformance_dir):
+    """The MultiTrain variant's backbone (original weights) gives the pooled feature our model
+    gave when it reproduced every output of the original's full fixture (see the README)."""
+    fx = torch.load(os.path.join(conformance_dir, "multitrain_tiny_backbone.pt"), weights_only=True)
+    cfg = get_cfg()
+    merge(cfg, [find_config(fx["config_file"])], list(fx["config_overrides"]))
+    model = build_model(cfg).eval()
+    result = model.load_state_dict(convert_state_dict(fx["backbone_state"]), strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(k.startswith(("head.", "expander.")) for k in result.missing_keys)
+    with torch.no_grad():
+        feature = model.forward_features(fx["input"].float())
+    assert relative_error(feature, fx["feature"]) < TOLERANCE
