@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: venv demo test test-all clean
+.PHONY: venv demo test test-all mutation clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# Plant each bug of tools/mutation_check.py's table in a scratch copy; fails unless all are caught.
+mutation: $(STAMP)
+	$(PY) tools/mutation_check.py
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -14,13 +14,17 @@ setup(
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",
-        "decord2",  # maintained decord wheels; imports as `decord`
-        "av",  # PyAV: fallback decoder and the synthetic corpus's encoder
+        # Pinned: these decide exact outputs the tests compare (decoded frames, the bundled
+        # x264 of the synthetic corpus, PIL's resampling in the baseline recipe, numpy's
+        # random streams behind mixup's Beta draws and the corpus).
+        "decord2==3.4.0",  # maintained decord wheels; imports as `decord`
+        "av==18.1.0",  # PyAV: fallback decoder and the synthetic corpus's encoder
+        "Pillow==13.0.0",
         "fvcore",
         "iopath",
         "yacs",
         "pyyaml",
-        "numpy",
+        "numpy==2.4.6",
         "tensorboard",
         "tqdm",
         "matplotlib",

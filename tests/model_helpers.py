@@ -7,7 +7,7 @@ from multitrain.config import get_cfg
 from multitrain.models.heads import MultiDatasetHead, TransformerBasicHead
 from multitrain.models.mvit import MViT, build_expander
 
-from mt_testing import SHARED
+from mt_testing import CONFORMANCE, FIXTURES, SHARED  # noqa: F401  (re-exported)
 
 REFERENCE_CONFIGS = os.path.join(SHARED, "reference", "configs")
 DATASETS = ["kinetics", "mit", "ssv2"]

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 CONFORMANCE = os.path.join(SHARED, "conformance")
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
 DEMO_CONFIG = os.path.join(REPO, "configs", "demo", "synthetic_multi.yaml")
 RUN_NET = os.path.join(REPO, "tools", "run_net.py")
 

@@ -7,10 +7,9 @@ therefore read back WHICH frames a decoder or dataset returned.
 import os
 import types
 
+import av
 import numpy as np
 import pytest
-
-av = pytest.importorskip("av")
 
 # name -> (frames, fps, width, height); varied length, rate and size.
 GOOD_VIDEOS = {

@@ -117,3 +117,16 @@ def test_mixup_from_cfg_on_a_multi_dataset_batch():
     # masks change nothing: every row is smoothed
     _, no_mask = mixup_from_cfg(x, labels, cfg, gen(0))
     assert all(torch.allclose(no_mask[k], out_y[k]) for k in out_y)
+
+
+@pytest.mark.parametrize("alpha,cutmix_alpha", [(0.2, 5.0), (5.0, 0.2)])
+def test_each_mode_draws_lambda_from_its_own_alpha(alpha, cutmix_alpha):
+    """Mixup lambda ~ Beta(alpha, alpha): variance 1 / (4 (2 alpha + 1)); CutMix's comes from
+    cutmix_alpha (peaked near 0.5 for 5.0, spread to the ends for 0.2). A mean of 0.5 holds
+    for any symmetric Beta, so the spread is what tells the alphas apart."""
+    mix = np.array([draw_mix_params(gen(s), (224, 224), alpha, cutmix_alpha, 1.0, 0.0).lam
+                    for s in range(1000)])
+    assert abs(mix.var() - 1 / (4 * (2 * alpha + 1))) < 0.03, mix.var()
+    cut = np.array([draw_mix_params(gen(s), (224, 224), alpha, cutmix_alpha, 1.0, 1.0).lam
+                    for s in range(1000)])
+    assert (cut.var() < 0.03) if cutmix_alpha > 1 else (cut.var() > 0.045), cut.var()

@@ -9,13 +9,11 @@ from multitrain.data.sampling import clip_indices, clip_span, segment_indices, t
 from multitrain.data.sampling import test_clip_indices as views_of  # not a pytest test
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SAMPLING_JSON = os.path.join(REPO, "..", "shared", "conformance", "sampling.json")
+SAMPLING_JSON = os.path.join(REPO, "tests", "fixtures", "sampling.json")  # the original's indices
 
 
 @pytest.fixture(scope="module")
 def conformance():
-    if not os.path.isfile(SAMPLING_JSON):
-        pytest.skip(f"conformance fixtures absent ({os.path.normpath(SAMPLING_JSON)})")
     with open(SAMPLING_JSON) as f:
         return json.load(f)
 
@@ -96,3 +94,18 @@ def test_invalid_arguments_raise():
         clip_indices(100, 30, 8, 8, 30, view=3, num_views=3)
     with pytest.raises(ValueError):
         clip_span(8, 8, 30, 0)
+
+
+def test_segment_train_draws_every_frame_of_each_segment_uniformly():
+    """Both segment ends included, each frame of a segment about equally often."""
+    g = torch.Generator().manual_seed(1)
+    frames, num = 45, 8
+    bounds = [round(44 / 8 * i) for i in range(num + 1)]
+    draws = [segment_indices(frames, num, train=True, generator=g) for _ in range(3000)]
+    for i in range(num):
+        lo, hi = bounds[i], bounds[i + 1]
+        values = [d[i] for d in draws]
+        assert set(values) == set(range(lo, hi + 1)), (i, lo, hi, sorted(set(values)))
+        expected = len(values) / (hi - lo + 1)
+        counts = [values.count(v) for v in range(lo, hi + 1)]
+        assert all(abs(c - expected) < 0.2 * expected for c in counts), (i, counts)

@@ -2,6 +2,7 @@
 
 Frames come from real H.264 files made with PyAV and decoded with decord.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -16,8 +17,7 @@ from multitrain.data.transforms import rand_augment as RA
 from multitrain.data.transforms.color import use_cpu_kernels
 from multitrain.data.transforms.erasing import apply_erasing, draw_erasing_params
 
-decord = pytest.importorskip("decord")
-
+import decord  # noqa: E402  (after torch: see tests/conftest.py)
 from mt_testing import write_pattern_video  # noqa: E402
 
 SEED_AA = "rand-m7-n4-mstd0.5-inc1"
@@ -150,11 +150,26 @@ def test_apply_many_handles_different_sizes(small, clip320):
         recipe.apply(clip320, params[0])
 
 
+def _one_op(params, op):
+    return dataclasses.replace(params, rand_augment=RA.RandAugmentParams(
+        ops=(op,), applied=(True,), magnitudes=(7.0,), signs=(1,), kernels=("bicubic",)))
+
+
 def test_crop_first_is_cheaper_order_not_the_same_clip(clip320):
-    paper, fast = seed_recipe(), seed_recipe(crop_first=True)
+    """Same crop box, resize and flip as the paper order; RandAugment moves after the crop,
+    which keeps a pixel-wise op's result and changes a geometric one's."""
+    paper, fast = seed_recipe(re_prob=0.0), seed_recipe(crop_first=True, re_prob=0.0)
     params = paper.draw(gen(5), clip320.shape[1:3])
-    a, b = paper.apply(clip320, params), fast.apply(clip320, params)
-    assert b.shape == a.shape and torch.isfinite(b).all()
+    plain = dataclasses.replace(params, rand_augment=None)
+    assert torch.allclose(fast.apply(clip320, plain), paper.apply(clip320, plain), atol=1e-3)
+    base = fast.apply(clip320, plain)
+    brightness = _one_op(params, "BrightnessIncreasing")
+    a, b = paper.apply(clip320, brightness), fast.apply(clip320, brightness)
+    assert (b - base).abs().mean() > 0.2  # the op was applied
+    assert (a - b).abs().mean() < 0.1  # pixel-wise: nearly the same clip
+    shift = _one_op(params, "TranslateYRel")
+    a, b = paper.apply(clip320, shift), fast.apply(clip320, shift)
+    assert (b - base).abs().mean() > 0.2 and (a - b).abs().mean() > 0.2  # a different clip
     assert fast(clip320, gen(1)).shape == (3, 4, 224, 224)
 
 

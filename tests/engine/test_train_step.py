@@ -63,3 +63,25 @@ def test_inf_loss_under_grad_scaler_skips_the_step():
     assert res.skipped
     for p, b in zip(m.parameters(), before):
         assert torch.equal(p.detach(), b)
+
+
+@pytest.mark.parametrize("clip_norm", [1e-3, 1e3])
+def test_fp16_grad_scaler_clips_the_unscaled_gradients(clip_norm):
+    """fp16 autocast on the CPU with a GradScaler: the clip threshold and the reported norm
+    apply to the true gradients (unscaled first), so the step matches the float32 one."""
+    torch.manual_seed(2)
+    x, y = torch.randn(8, 5) * 3, torch.randn(8, 3)
+    m32, o32 = _setup()
+    before = [p.detach().clone() for p in m32.parameters()]
+    ref = train_step(m32, [(x, y)], _mse, o32, clip_norm=clip_norm)
+    m16, o16 = _setup()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    res = train_step(m16, [(x, y)], _mse, o16, scaler=scaler, clip_norm=clip_norm, amp_dtype=torch.float16)
+    assert not res.skipped and scaler.get_scale() == 2.0**8
+    assert res.grad_norm == pytest.approx(ref.grad_norm, rel=1e-2)
+    step32 = torch.cat([(p.detach() - b).flatten() for p, b in zip(m32.parameters(), before)])
+    step16 = torch.cat([(p.detach() - b).flatten() for p, b in zip(m16.parameters(), before)])
+    assert step16.norm().item() == pytest.approx(step32.norm().item(), rel=1e-2)
+    assert torch.nn.functional.cosine_similarity(step16, step32, dim=0).item() > 0.999
+    if clip_norm < ref.grad_norm:
+        assert step16.norm().item() == pytest.approx(0.1 * clip_norm, rel=1e-2)

@@ -7,6 +7,7 @@
 - a checkpoint in the original layout loads for test and for init.
 """
 import os
+import re
 import signal
 import time
 
@@ -76,5 +77,16 @@ def test_killed_run_auto_resumes_to_the_same_weights(small_corpus, tmp_path):
     p.wait()
     wait_all([start_python([RUN_NET, "--cfg", DEMO_CONFIG] + step_args(small_corpus, killed, RESUME_OPTS))])
     with open(os.path.join(killed, "stdout.log")) as f:
-        assert "resum" in f.read().lower()
+        log = f.read()
+    # The second run loaded a checkpoint the killed run wrote and trained only what was left
+    # (a retrain from scratch would reach the same weights, so the weights alone prove nothing).
+    resumed = re.findall(r"resumed from (\S+?checkpoint_epoch_(\d+)\.pyth)", log)
+    assert resumed, "the restarted run did not report resuming from a checkpoint"
+    path, epoch = resumed[-1][0], int(resumed[-1][1])
+    assert os.path.dirname(path) == os.path.join(killed, "checkpoints") and epoch >= 1, path
+    from multitrain.engine.writers import parse_json_stats
+
+    after = log[log.rindex("resumed from "):].splitlines()
+    epochs = [s["epoch"] for s in parse_json_stats(after) if s.get("_type") == "train"]
+    assert epochs and min(epochs) > epoch, f"trained epochs {epochs} after resuming from epoch {epoch}"
     assert_same_weights(final_state(full), final_state(killed), atol=2e-6)

@@ -1,4 +1,8 @@
-"""The original code's outputs, reproduced from its weights (../shared/conformance)."""
+"""The original code's outputs, reproduced from its weights.
+
+tests/fixtures/conformance holds reduced copies of the original's fixtures (see the README
+there); the full-size ones in ../shared/conformance are checked too where that folder exists.
+"""
 import importlib.util
 import json
 import os
@@ -8,12 +12,15 @@ import torch
 
 from multitrain.config import get_cfg, merge
 from multitrain.models import build_model
-from multitrain.models.conformance import TOLERANCE, check_fixture, find_config
+from multitrain.models.checkpoint_keys import convert_state_dict
+from multitrain.models.conformance import TOLERANCE, check_fixture, find_config, relative_error
+from multitrain.models.heads import MultiDatasetHead
+from multitrain.models.losses import InformativeLoss, MultiHeadLoss
 
 from model_helpers import REFERENCE_CONFIGS
 from mt_testing import REPO
 
-FIXTURES = ["multitrain_tiny.pt", "pyslowfast_mvitv2_tiny.pt"]
+FIXTURES = ["multitrain_tiny.pt", "pyslowfast_mvitv2_tiny.pt"]  # full size, in ../shared
 EXPECTED_OUTPUTS = {
     "multitrain_tiny.pt": {"train_preds.kinetics", "train_preds.mit_ssv2", "train_inf_feature",
                            "multihead_loss", "inf_loss", "eval_probs.ssv2"},
@@ -21,14 +28,73 @@ EXPECTED_OUTPUTS = {
 }
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "reference"])
-@pytest.mark.parametrize("name", FIXTURES)
-def test_fixture_outputs_match(conformance_dir, name, impl):
-    checks = check_fixture(os.path.join(conformance_dir, name), attention_impl=impl)
+def _assert_conforms(path, name, impl):
+    checks = check_fixture(path, attention_impl=impl)
     computed = {c.name for c in checks if c.rel_error is not None}
     assert EXPECTED_OUTPUTS[name] <= computed, f"outputs not compared: {EXPECTED_OUTPUTS[name] - computed}"
     bad = [(c.name, c.rel_error) for c in checks if not c.ok]
     assert not bad, f"relative errors above {TOLERANCE}: {bad}"
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "reference"])
+def test_repository_fixture_outputs_match(conformance_dir, impl):
+    """The official MViTv2 variant: original weights, one clip, the original's probabilities."""
+    name = "pyslowfast_mvitv2_tiny.pt"
+    _assert_conforms(os.path.join(conformance_dir, name), name, impl)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "reference"])
+@pytest.mark.parametrize("name", FIXTURES)
+def test_full_size_fixture_outputs_match(shared_conformance_dir, name, impl):
+    _assert_conforms(os.path.join(shared_conformance_dir, name), name, impl)
+
+
+@pytest.fixture(scope="module")
+def original_train_outputs():
+    fx = torch.load(os.path.join(REPO, "tests", "fixtures", "conformance", "multitrain_tiny_loss.pt"),
+                    weights_only=True)
+    cfg = get_cfg()
+    merge(cfg, [find_config(fx["config_file"])], list(fx["config_overrides"]))
+    return cfg, fx
+
+
+def test_multihead_loss_of_the_original_outputs(original_train_outputs):
+    """Our loss on the original's logits, projections, labels and masks = the original's loss."""
+    cfg, fx = original_train_outputs
+    m = cfg.MODEL
+    loss = MultiHeadLoss(list(m.MULTI_DATASETS), list(m.MULTI_LOSS_FUNCS), list(m.MULTI_LOSS_WEIGHTS),
+                         m.MULTI_PROJ_LOSS_WEIGHT, m.MULTI_PROJ_LOSS_FUNC)
+    preds = fx["train_preds"]
+    logits = {d: preds[d] for d in m.MULTI_DATASETS}
+    proj = {k: v for k, v in preds.items() if k not in logits}
+    assert len(proj) == 6
+    terms = loss(logits, fx["labels"], fx["masks"], proj)
+    assert set(terms) == {"loss_cls", "loss_proj"}
+    assert relative_error(sum(terms.values()), fx["multihead_loss"]) < TOLERANCE
+    assert relative_error(terms["loss_cls"], fx["multihead_loss"]) > 10 * TOLERANCE  # projections count
+
+
+def test_informative_loss_of_the_original_feature(original_train_outputs):
+    cfg, fx = original_train_outputs
+    inf = InformativeLoss(cfg.MODEL.INF_STD_WEIGHT, cfg.MODEL.INF_COVAR_WEIGHT)
+    assert relative_error(inf(fx["train_inf_feature"]), fx["inf_loss"]) < TOLERANCE
+
+
+def test_projection_layers_map_the_original_logits(original_train_outputs):
+    """Each a_b projection applied to the original's a logits gives the original's a_b output."""
+    cfg, fx = original_train_outputs
+    m = cfg.MODEL
+    head = MultiDatasetHead(16, list(m.MULTI_DATASETS), list(m.MULTI_NUM_CLASSES), ["softmax"] * 3,
+                            use_mlp=True, cross_proj=True)
+    state = {k[len("head."):]: v for k, v in convert_state_dict(fx["projection_state"]).items()}
+    result = head.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys and not [k for k in result.missing_keys if "cross" in k]
+    logits = {d: fx["train_preds"][d] for d in m.MULTI_DATASETS}
+    with torch.no_grad():
+        ours = head.project(logits)
+    assert set(ours) == {k for k in fx["train_preds"] if k not in logits}
+    for key, value in ours.items():
+        assert relative_error(value, fx["train_preds"][key]) < TOLERANCE, key
 
 
 def _tool_main():
@@ -42,7 +108,7 @@ def _tool_main():
 def test_cli_passes_and_fails(conformance_dir, tmp_path, capsys):
     """The tool returns 0 on a real fixture and 1 when a stored output is tampered with."""
     main = _tool_main()
-    path = os.path.join(conformance_dir, FIXTURES[1])
+    path = os.path.join(conformance_dir, "pyslowfast_mvitv2_tiny.pt")
     assert main([path]) == 0
     assert "PASS" in capsys.readouterr().out
     fixture = torch.load(path, weights_only=True)
@@ -99,3 +165,18 @@ def test_released_architecture_gflops():
     model = build_model(cfg)
     gflops = gflops_one_view(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE)
     assert abs(gflops - 223.8) < 0.5, gflops
+
+
+def test_multitrain_backbone_feature(conformance_dir):
+    """The MultiTrain variant's backbone (original weights) gives the pooled feature our model
+    gave when it reproduced every output of the original's full fixture (see the README)."""
+    fx = torch.load(os.path.join(conformance_dir, "multitrain_tiny_backbone.pt"), weights_only=True)
+    cfg = get_cfg()
+    merge(cfg, [find_config(fx["config_file"])], list(fx["config_overrides"]))
+    model = build_model(cfg).eval()
+    result = model.load_state_dict(convert_state_dict(fx["backbone_state"]), strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(k.startswith(("head.", "expander.")) for k in result.missing_keys)
+    with torch.no_grad():
+        feature = model.forward_features(fx["input"].float())
+    assert relative_error(feature, fx["feature"]) < TOLERANCE

@@ -152,3 +152,30 @@ def test_single_head_criterion():
     crit = Criterion(single_loss_func="soft_cross_entropy")
     got = crit({"logits": {"kinetics": logits}}, target)["loss_cls"].item()
     assert got == pytest.approx(sum(_soft_ce(l, t) for l, t in zip(logits, target)) / 4, abs=1e-5)
+
+
+def test_l1_sparsity_term_is_weighted():
+    """loss_proj_l1 = MULTI_PROJ_SPARSITY_LOSS_WEIGHT * sum |W| over the projection matrices."""
+    w = [torch.tensor([[1.0, -2.0]]), torch.tensor([[-0.5], [0.25]])]
+    crit = Criterion(single_loss_func="soft_cross_entropy", proj_weights=w, proj_sparsity_weight=0.003)
+    terms = crit({"logits": {"kinetics": torch.zeros(2, 3)}}, torch.tensor([0, 2]))
+    assert terms["loss_proj_l1"].item() == pytest.approx(0.003 * 3.75)
+
+
+def test_build_loss_weights_the_l1_term_from_the_config():
+    from multitrain.models import build_model
+    from multitrain.models.losses import build_loss
+
+    from model_helpers import labels_and_masks, tiny_cfg
+
+    cfg = tiny_cfg()
+    cfg.MODEL.MULTI_PROJ_SPARSITY_LOSS_TYPE, cfg.MODEL.MULTI_PROJ_SPARSITY_LOSS_WEIGHT = "l1", 0.02
+    model = build_model(cfg)
+    crit = build_loss(cfg, model)
+    labels, masks = labels_and_masks(2)
+    with torch.no_grad():
+        terms = crit(model.train()(torch.randn(2, 3, 8, 32, 32)), labels, masks)
+    proj = [p for n, p in model.named_parameters() if n.startswith("head.cross_dataset_heads.")]
+    assert len(proj) == 6
+    expected = 0.02 * sum(float(p.abs().sum()) for p in proj)
+    assert terms["loss_proj_l1"].item() == pytest.approx(expected, rel=1e-5)
