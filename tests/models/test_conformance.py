@@ -12,7 +12,7 @@ import torch
 
 from multitrain.config import get_cfg, merge
 from multitrain.models import build_model
-from multitrain.models.checkpoint_keys import convert_state_dict
+from multitrain.checkpoint.weights import adapt_keys
 from multitrain.models.conformance import TOLERANCE, check_fixture, find_config, relative_error
 from multitrain.models.heads import MultiDatasetHead
 from multitrain.models.losses import InformativeLoss, MultiHeadLoss
@@ -86,7 +86,7 @@ def test_projection_layers_map_the_original_logits(original_train_outputs):
     m = cfg.MODEL
     head = MultiDatasetHead(16, list(m.MULTI_DATASETS), list(m.MULTI_NUM_CLASSES), ["softmax"] * 3,
                             use_mlp=True, cross_proj=True)
-    state = {k[len("head."):]: v for k, v in convert_state_dict(fx["projection_state"]).items()}
+    state = {k[len("head."):]: v for k, v in adapt_keys(fx["projection_state"]).items()}
     result = head.load_state_dict(state, strict=False)
     assert not result.unexpected_keys and not [k for k in result.missing_keys if "cross" in k]
     logits = {d: fx["train_preds"][d] for d in m.MULTI_DATASETS}
@@ -174,7 +174,7 @@ def test_multitrain_backbone_feature(conformance_dir):
     cfg = get_cfg()
     merge(cfg, [find_config(fx["config_file"])], list(fx["config_overrides"]))
     model = build_model(cfg).eval()
-    result = model.load_state_dict(convert_state_dict(fx["backbone_state"]), strict=False)
+    result = model.load_state_dict(adapt_keys(fx["backbone_state"]), strict=False)
     assert not result.unexpected_keys
     assert result.missing_keys and all(k.startswith(("head.", "expander.")) for k in result.missing_keys)
     with torch.no_grad():
