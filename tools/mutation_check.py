@@ -53,8 +53,8 @@ T_CONFORMANCE = "tests/models/test_conformance.py"
 MUTANTS: List[Mutant] = [
     # ------------------------------------------------------------------ losses
     Mutant("loss_proj_l1_weight_dropped", LOSSES, [(
-        'terms["loss_proj_l1"] = self.proj_sparsity_weight * l1_sparsity(self._proj_weights)',
-        'terms["loss_proj_l1"] = l1_sparsity(self._proj_weights)')], [T_LOSSES]),
+        'terms["loss_proj_l1"] = (self.proj_sparsity_weight * self.grad_scale',
+        'terms["loss_proj_l1"] = (self.grad_scale')], [T_LOSSES]),
     Mutant("loss_mask_ignored", LOSSES, [(
         "cls_d = (mask * per_sample_loss(", "cls_d = (1.0 * per_sample_loss(")], [T_LOSSES]),
     Mutant("loss_proj_summed_over_sources", LOSSES, [(

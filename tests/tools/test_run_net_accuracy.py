@@ -6,9 +6,7 @@ import sys
 import numpy as np
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO, corpus_overrides
-
-RUN_NET = os.path.join(REPO, "tools", "run_net.py")
+from mt_testing import DEMO_CONFIG, REPO, RUN_NET, corpus_overrides
 
 
 def _topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -25,7 +23,7 @@ def test_reported_top1_top5_match_the_saved_scores_and_the_csv_labels(small_corp
     args = [RUN_NET, "--cfg", DEMO_CONFIG, *overrides, "TRAIN.ENABLE", "False", "TEST.ENABLE", "True",
             "TEST.DATASET", "kinetics", "DATA.NUM_CLASSES", "6",
             "DATA.PATH_TO_DATA_DIR", os.path.join(ds, "pyslowfast_annotations"),
-            "DATA.PATH_PREFIX", os.path.join(ds, "videos_320p"), "TEST.ENABLE_SAVE", "True", "TEST.SAVE_RESULTS_PATH", "scores.pt",
+            "DATA.PATH_PREFIX", os.path.join(ds, "videos_320p"), "TEST.ENABLE_SAVE", "True", "TEST.SAVE_RESULTS_PATH", str(out / "scores.npy"),
             "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
             "LOG_MODEL_INFO", "False", "RNG_SEED", "3"]
     r = subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -37,8 +35,8 @@ def test_reported_top1_top5_match_the_saved_scores_and_the_csv_labels(small_corp
     with open(csv) as f:
         rows = [line.split() for line in f if line.strip()]
     names, labels = [r[0] for r in rows], np.array([int(r[1]) for r in rows])
-    saved = torch.load(out / "scores.pt", weights_only=True)
-    scores = saved["scores"].numpy()
+    saved = torch.load(out / "scores.details.pt", weights_only=True)
+    scores = np.load(out / "scores.npy")
     assert scores.shape == (len(rows), 6)
     assert [os.path.basename(p) for p in saved["paths"]] == names  # rows in CSV order
     saved_labels = saved["labels"]
