@@ -65,6 +65,7 @@ _C.TEST.CHECKPOINT_FILE_PATH = ""  # Checkpoint tested; empty: newest own, then 
 _C.TEST.CHECKPOINT_TYPE = "pytorch"  # Compatibility only.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10  # Temporal views per video.
 _C.TEST.NUM_SPATIAL_CROPS = 3  # Spatial crops per temporal view (1 or 3).
+_C.TEST.DECODE_ONCE = True  # Decode a test video once for all its views (False: once per view).
 _C.TEST.ENABLE_SAVE = False  # Save the [videos, classes] ensembled scores.
 _C.TEST.SAVE_RESULTS_PATH = ""  # File name (under OUTPUT_DIR) of the saved scores.
 
