@@ -28,6 +28,7 @@ from ..models.losses import build_loss
 from ..utils import rng
 from . import distributed as du
 from .batch import move_batch, prepare_train_batch
+from .device_levers import apply_device_levers
 from .evaluator import validate
 from .lr_schedule import get_lr_at_epoch, set_lr
 from .optim import build_optimizer
@@ -44,7 +45,7 @@ class Trainer:
         self.cfg = cfg
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
         self.device = du.current_device(cfg)
-        self.model = build_model(cfg).to(self.device)
+        self.model = apply_device_levers(build_model(cfg).to(self.device), cfg, self.device)
         self.criterion = build_loss(cfg, self.model).to(self.device)
         self.modules = _TrainableModules(self.model, self.criterion)
         self.ddp_model = du.wrap_ddp(self.modules, cfg)

@@ -1,0 +1,84 @@
+"""The speed options of multitrain.engine.device_levers and SOLVER.FUSED_ADAMW keep the numbers."""
+import pytest
+import torch
+
+from model_helpers import labels_and_masks, multitrain_tiny, official_tiny, perturb_, tiny_cfg
+from multitrain.engine.device_levers import apply_device_levers, pooling_to_channels_last
+from multitrain.engine.optim import build_optimizer
+from multitrain.models import build_loss
+from multitrain.models.attention import attention_pool
+
+
+def loss_and_grads(model, cfg, x):
+    model.zero_grad(set_to_none=True)
+    labels, masks = labels_and_masks(x.shape[0])
+    loss = sum(build_loss(cfg, model)(model(x), labels, masks).values())
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_step(a, b, rtol=1e-4, atol=1e-6):
+    assert a[0] == pytest.approx(b[0], rel=rtol)
+    assert a[1].keys() == b[1].keys()
+    for n in a[1]:
+        torch.testing.assert_close(a[1][n], b[1][n], rtol=rtol, atol=atol, msg=n)
+
+
+@pytest.mark.parametrize("has_cls", [False, True])
+def test_channels_last_pool_output_is_read_as_the_same_tokens(has_cls):
+    conv = torch.nn.Conv3d(8, 8, 3, stride=(1, 2, 2), padding=1, groups=8, bias=False)
+    x = torch.randn(2, 3, (1 if has_cls else 0) + 4 * 6 * 6, 8)
+    plain, thw = attention_pool(x, conv, [4, 6, 6], has_cls)
+    pooling_to_channels_last(conv)
+    last, thw_last = attention_pool(x, conv, [4, 6, 6], has_cls)
+    assert thw == thw_last == [4, 3, 3]
+    torch.testing.assert_close(last, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("build", [multitrain_tiny, official_tiny])
+def test_channels_last_pooling_gives_the_same_loss_and_grads(build):
+    torch.manual_seed(0)
+    model = perturb_(build())
+    cfg = tiny_cfg() if build is multitrain_tiny else None
+    if cfg is None:
+        from multitrain.config import get_cfg
+        cfg = get_cfg()
+        cfg.MODEL.NUM_CLASSES = 5
+        cfg.MODEL.USE_MULTI_HEAD = False
+    x = torch.randn(2, 3, 8, 32, 32)
+    ref = loss_and_grads(model, cfg, x)
+    assert pooling_to_channels_last(model) > 0
+    assert any(m.weight.is_contiguous(memory_format=torch.channels_last_3d)
+               and not m.weight.is_contiguous() for m in model.modules()
+               if isinstance(m, torch.nn.Conv3d))
+    assert_same_step(loss_and_grads(model, cfg, x), ref)
+
+
+def test_levers_leave_a_cpu_model_as_it_is():
+    cfg = tiny_cfg()
+    model = multitrain_tiny()
+    before = {n: p.stride() for n, p in model.named_parameters()}
+    apply_device_levers(model, cfg, torch.device("cpu"))  # POOL_CHANNELS_LAST is CUDA only
+    assert {n: p.stride() for n, p in model.named_parameters()} == before
+    opt = build_optimizer(model, cfg)
+    assert cfg.SOLVER.FUSED_ADAMW and not opt.defaults.get("fused")  # CPU: the default kernel
+
+
+@pytest.mark.slow
+def test_compiled_tiny_model_gives_the_same_loss_and_grads():
+    """MODEL.COMPILE on the CPU (needs a C++ compiler for torch.compile's CPU code)."""
+    cfg = tiny_cfg()
+    cfg.MODEL.COMPILE = True
+    torch.manual_seed(0)
+    model = perturb_(multitrain_tiny())
+    x = torch.randn(2, 3, 8, 32, 32)
+    ref = loss_and_grads(model, cfg, x)
+    apply_device_levers(model, cfg, torch.device("cpu"))
+    names = {n for n, _ in model.named_parameters()}
+    try:
+        got = loss_and_grads(model, cfg, x)
+    except Exception as e:  # noqa: BLE001 - inductor needs a working C++ toolchain
+        pytest.skip(f"torch.compile cannot build CPU code here: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}")
+    assert names == set(ref[1])  # compiled in place: the checkpoint names stay
+    assert_same_step(got, ref, rtol=1e-4, atol=1e-5)
