@@ -11,7 +11,8 @@ as the original code) and ``True`` (one per video), alternately ``--repeats`` ti
 in two modes: the full worker (decode + every test crop) and decode only (raw frames,
 ``AUG.ON_DEVICE``). Reported per video: wall seconds, worker CPU seconds (loader worker
 processes, from ``getrusage(RUSAGE_CHILDREN)``; main process CPU with ``--workers 0``)
-and the ratio once/per-view of the worker CPU.
+and the ratio once/per-view of the worker CPU; also the main process's CPU seconds per
+video (the decode-once loader cuts and collates the batches there).
 """
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ PROTOCOLS = {"mit": dict(views=2, crops=3, dataset="mit"),
              "ssv2": dict(views=1, crops=3, dataset="ssv2")}
 
 
-def make_corpus(root: str, videos: int, seconds: float, gop: int, fast_decode: bool) -> str:
-    """``videos`` generated files and a test.csv listing them (one class)."""
+def make_corpus(root: str, videos: int, seconds: float, gop: int, fast_decode: bool,
+                splits=("test",)) -> str:
+    """``videos`` generated files under ``root/videos`` and ``root/<split>.csv`` listing
+    them (one class)."""
     os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     make_320p_video(os.path.join(root, "videos", "v0.mp4"), seconds=seconds, gop=gop,
                     fast_decode=fast_decode)
@@ -47,8 +50,9 @@ def make_corpus(root: str, videos: int, seconds: float, gop: int, fast_decode: b
         with open(os.path.join(root, "videos", "v0.mp4"), "rb") as src, \
                 open(os.path.join(root, "videos", f"v{v}.mp4"), "wb") as dst:
             dst.write(src.read())
-    with open(os.path.join(root, "test.csv"), "w") as f:
-        f.writelines(f"v{v}.mp4 0\n" for v in range(videos))
+    for split in splits:
+        with open(os.path.join(root, f"{split}.csv"), "w") as f:
+            f.writelines(f"v{v}.mp4 0\n" for v in range(videos))
     return root
 
 
@@ -64,8 +68,7 @@ def config(root: str, protocol: str, decode_once: bool, raw: bool, workers: int)
         "DATA_LOADER.NUM_WORKERS", workers, "DATA_LOADER.PIN_MEMORY", False])
 
 
-def _cpu_seconds(workers: int) -> float:
-    who = resource.RUSAGE_CHILDREN if workers > 0 else resource.RUSAGE_SELF
+def _cpu_seconds(who) -> float:
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 
@@ -73,13 +76,16 @@ def _cpu_seconds(workers: int) -> float:
 def time_pass(cfg) -> dict:
     """One test pass over the loader: wall and worker CPU seconds, views seen."""
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
+    who = resource.RUSAGE_CHILDREN if workers > 0 else resource.RUSAGE_SELF
     loader = build_loader(cfg, "test")
-    cpu0, t0, views = _cpu_seconds(workers), time.perf_counter(), 0
+    cpu0, main0 = _cpu_seconds(who), _cpu_seconds(resource.RUSAGE_SELF)
+    t0, views = time.perf_counter(), 0
     for batch in loader:
         views += len(batch["view_index"])
     wall = time.perf_counter() - t0
     del loader  # the workers are joined when the iterator ends
-    return {"wall": wall, "cpu": _cpu_seconds(workers) - cpu0, "views": views}
+    main = _cpu_seconds(resource.RUSAGE_SELF) - main0 if workers > 0 else 0.0
+    return {"wall": wall, "cpu": _cpu_seconds(who) - cpu0, "main_cpu": main, "views": views}
 
 
 def run(root: str, videos: int, workers: int, repeats: int) -> dict:
@@ -87,13 +93,13 @@ def run(root: str, videos: int, workers: int, repeats: int) -> dict:
     results = {}
     for protocol in PROTOCOLS:
         for raw in (False, True):
-            sums = {False: {"wall": 0.0, "cpu": 0.0}, True: {"wall": 0.0, "cpu": 0.0}}
+            sums = {once: {"wall": 0.0, "cpu": 0.0, "main_cpu": 0.0} for once in (False, True)}
             for _ in range(repeats):
                 for once in (False, True):  # alternate so that machine load hits both alike
                     r = time_pass(config(root, protocol, once, raw, workers))
                     p = PROTOCOLS[protocol]
                     assert r["views"] == videos * p["views"] * p["crops"], r
-                    for k in ("wall", "cpu"):
+                    for k in ("wall", "cpu", "main_cpu"):
                         sums[once][k] += r[k] / (repeats * videos)
             results[f"{protocol}/{'decode_only' if raw else 'full'}"] = {
                 "per_view": sums[False], "once": sums[True],
@@ -105,13 +111,14 @@ def report(results: dict, args) -> None:
     print(f"{args.videos} videos of {args.seconds:g} s 426x320, {args.workers} worker(s), "
           f"{args.repeats} repeats, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}")
-    print(f"{'protocol / worker job':22s} {'path':9s} {'videos/s':>9s} {'CPU s/video':>12s} "
-          f"{'CPU once/per-view':>18s}")
+    print(f"{'protocol / worker job':22s} {'path':9s} {'videos/s':>9s} {'worker CPU s/video':>19s} "
+          f"{'once/per-view':>14s} {'main CPU s/video':>17s}")
     for key, r in results.items():
         for path in ("per_view", "once"):
             s = r[path]
             ratio = f"{r['cpu_ratio']:.3f}" if path == "once" else ""
-            print(f"{key:22s} {path:9s} {1 / s['wall']:9.2f} {s['cpu']:12.3f} {ratio:>18s}")
+            print(f"{key:22s} {path:9s} {1 / s['wall']:9.2f} {s['cpu']:19.3f} {ratio:>14s} "
+                  f"{s['main_cpu']:17.3f}")
 
 
 def main(argv=None) -> None:

@@ -82,6 +82,7 @@ _C.MODEL.HEAD_ACT = "softmax"  # Eval activation of the single head.
 _C.MODEL.ACT_CHECKPOINT = False  # Activation checkpointing per block (less memory, slower).
 _C.MODEL.POOL_CHANNELS_LAST = True  # CUDA: attention-pooling Conv3d weights in channels_last_3d.
 _C.MODEL.COMPILE = False  # torch.compile the model in place (slow first steps; CPU and CUDA).
+_C.MODEL.COMPILE_BACKEND = "inductor"  # torch.compile backend ("aot_eager": trace only, no codegen).
 _C.MODEL.USE_MULTI_HEAD = False  # One head per dataset of MULTI_DATASETS.
 _C.MODEL.MULTI_DATASETS = []  # Dataset names, one head each (e.g. kinetics, mit, ssv2).
 _C.MODEL.MULTI_REPLICAS = []  # Times each dataset is repeated in a training epoch.

@@ -6,8 +6,8 @@ beyond float rounding): ``MODEL.POOL_CHANNELS_LAST`` and ``MODEL.COMPILE``.
   runs on cuDNN's channels-last kernels without converting its input, weight or output
   (:func:`multitrain.models.attention.attention_pool` reads a channels-last output as a
   view). CUDA only: on the CPU the model is left as it is.
-* ``torch.compile`` in place (``nn.Module.compile``): parameter names, and so checkpoints,
-  stay those of the plain model.
+* ``torch.compile`` in place (``nn.Module.compile``, backend ``MODEL.COMPILE_BACKEND``):
+  parameter names, and so checkpoints, stay those of the plain model.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def apply_device_levers(model: nn.Module, cfg, device: torch.device) -> nn.Modul
     if cfg.MODEL.POOL_CHANNELS_LAST and device.type == "cuda":
         logger.info("channels_last_3d weights for %d Conv3d layers", pooling_to_channels_last(model))
     if cfg.MODEL.COMPILE:
-        model.compile()
-        logger.info("model compiled with torch.compile (first steps compile it)")
+        model.compile(backend=cfg.MODEL.COMPILE_BACKEND)
+        logger.info("model compiled with torch.compile, backend %s (first steps compile it)",
+                    cfg.MODEL.COMPILE_BACKEND)
     return model
