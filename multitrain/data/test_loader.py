@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator, List, Sequence, Tuple
 
-import torch
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.pin_memory import pin_memory
 
 from .video_dataset import VideoDataset
 
@@ -49,16 +49,6 @@ class _VideoGroups(Dataset):
 
 def _as_list(items: List[dict]) -> List[dict]:
     return items
-
-
-def _pin(batch):
-    if isinstance(batch, torch.Tensor):
-        return batch.pin_memory()
-    if isinstance(batch, dict):
-        return {k: _pin(v) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return [_pin(v) for v in batch]
-    return batch
 
 
 class DecodeOnceTestLoader:
@@ -97,4 +87,4 @@ class DecodeOnceTestLoader:
 
     def _collate(self, items: List[dict]) -> dict:
         batch = self.collate_fn(items)
-        return _pin(batch) if self.pin_memory else batch
+        return pin_memory(batch) if self.pin_memory else batch  # as DataLoader pins
