@@ -14,7 +14,8 @@ def loss_and_grads(model, cfg, x):
     labels, masks = labels_and_masks(x.shape[0])
     loss = sum(build_loss(cfg, model)(model(x), labels, masks).values())
     loss.backward()
-    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), grads
 
 
 def assert_same_step(a, b, rtol=1e-4, atol=1e-6):
