@@ -76,10 +76,7 @@ def attention_pool(x: torch.Tensor, pool: Optional[nn.Module], thw: Sequence[int
     grid = x.reshape(b * n, t, h, w, c).permute(0, 4, 1, 2, 3)
     grid = pool(grid)
     new_thw = list(grid.shape[2:])
-    if grid.is_contiguous(memory_format=torch.channels_last_3d):  # already [.., T, H, W, C]
-        x = grid.permute(0, 2, 3, 4, 1).reshape(b, n, -1, c)  # a view: no layout copy
-    else:
-        x = grid.reshape(b, n, c, -1).transpose(2, 3)
+    x = grid.reshape(b, n, c, -1).transpose(2, 3)
     if has_cls:
         x = torch.cat((cls_tok, x), dim=2)
     if norm is not None:
