@@ -82,12 +82,20 @@ def main(argv=None) -> int:
             make_corpus(root, args.videos, args.seconds, DEFAULT_KEYINT, DEFAULT_FAST_DECODE,
                         splits=("train", "val", "test"))
         out = os.path.join(tmp, "out")
-        r = subprocess.run(run_net_args(root, out, args), cwd=REPO, capture_output=True,
-                           text=True, timeout=args.timeout)
-        if r.returncode != 0:
-            print(r.stderr[-3000:])
+        try:
+            r = subprocess.run(run_net_args(root, out, args), cwd=REPO, capture_output=True,
+                               text=True, timeout=args.timeout)
+            failed = r.returncode != 0 and r.stderr[-3000:]
+        except subprocess.TimeoutExpired:  # report the steps logged so far
+            failed = f"run_net still running after {args.timeout} s (stopped)"
+        if failed:
+            print(failed)
+        try:
+            res = summarise(os.path.join(out, "stdout.log"), args.skip)
+        except (OSError, RuntimeError) as e:
+            print(f"no figures: {e}")
             return 1
-        res = summarise(os.path.join(out, "stdout.log"), args.skip)
+        res["complete"] = not failed
     print(f"run_net, {args.videos} videos 426x320, batch {args.batch}, {args.workers} workers, "
           f"{'host' if args.host_recipe else 'device'} recipe, extra {args.opts}: "
           f"{res['clips_per_sec']:.1f} clips/s, loader wait {1000 * res['loader_wait_sec_per_step']:.0f} "

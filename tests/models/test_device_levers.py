@@ -17,11 +17,14 @@ def loss_and_grads(model, cfg, x):
     return float(loss.detach()), grads
 
 
-def assert_same_step(a, b, rtol=1e-4, atol=1e-6):
+def assert_same_step(a, b, rtol=1e-4):
+    """Same loss and, per parameter, gradients within ``rtol`` in relative norm (a fused
+    or reordered sum moves elements near zero by more than ``rtol`` of themselves)."""
     assert a[0] == pytest.approx(b[0], rel=rtol)
     assert a[1].keys() == b[1].keys()
-    for n in a[1]:
-        torch.testing.assert_close(a[1][n], b[1][n], rtol=rtol, atol=atol, msg=n)
+    errs = {n: float((a[1][n] - b[1][n]).norm() / b[1][n].norm().clamp_min(1e-12)) for n in a[1]}
+    worst = max(errs, key=errs.get)
+    assert errs[worst] < rtol, f"gradient of {worst}: relative error {errs[worst]:.2e}"
 
 
 def test_pooling_weights_get_channels_last_strides_and_keep_their_values():
@@ -86,7 +89,7 @@ def test_compiled_tiny_model_traced_gives_the_same_loss_and_grads():
     """MODEL.COMPILE with the aot_eager backend: dynamo's graphs and AOT autograd, no
     code generation (what the compiled path computes, without a C++ toolchain)."""
     got, ref = _compiled_step("aot_eager")
-    assert_same_step(got, ref, rtol=1e-5, atol=1e-7)
+    assert_same_step(got, ref, rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -94,4 +97,4 @@ def test_compiled_tiny_model_traced_gives_the_same_loss_and_grads():
 def test_compiled_tiny_model_gives_the_same_loss_and_grads():
     """MODEL.COMPILE with inductor on the CPU: generated C++ kernels (fused, reordered sums)."""
     got, ref = _compiled_step("inductor")
-    assert_same_step(got, ref, rtol=1e-4, atol=1e-5)
+    assert_same_step(got, ref, rtol=1e-4)
