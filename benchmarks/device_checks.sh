@@ -52,15 +52,15 @@ TAIL=5 step model_ckpt 60 python3 $B --device cuda --amp bf16 --frames 32 --crop
     --iters 3 --repeats 1 --impls sdpa --act-checkpoint --json "$OUT/model_ckpt.json"
 TAIL=30 step recipe 110 python3 tools/benchmark.py recipe --device cuda --batch 8 --step \
     --items ${ITEMS:-10} --json "$OUT/recipe.json"
-TAIL=14 step levers_tests 200 python3 -m pytest tests/cuda/test_cuda_levers.py -m cuda -q -s \
+TAIL=14 step levers_tests 300 python3 -m pytest tests/cuda/test_cuda_levers.py -m cuda -q -s \
     -p no:cacheprovider
 TAIL=10 step levers 240 python3 benchmarks/levers_speed.py --batch 8 --iters 5 --json "$OUT/levers.json"
-E2E="--videos ${E2E_VIDEOS:-192} --data /tmp/e2e_corpus --timeout 280"
-TAIL=3 step e2e_plain 300 python3 benchmarks/train_e2e.py $E2E --json "$OUT/e2e_plain.json" \
+E2E="--videos ${E2E_VIDEOS:-192} --data /tmp/e2e_corpus --timeout 190"
+TAIL=3 step e2e_plain 200 python3 benchmarks/train_e2e.py $E2E --json "$OUT/e2e_plain.json" \
     MODEL.POOL_CHANNELS_LAST False SOLVER.FUSED_ADAMW False
-TAIL=3 step e2e_levers 300 python3 benchmarks/train_e2e.py $E2E --json "$OUT/e2e_levers.json" \
+TAIL=3 step e2e_levers 200 python3 benchmarks/train_e2e.py $E2E --json "$OUT/e2e_levers.json" \
     MODEL.COMPILE True
-TAIL=12 step eval_decode 200 python3 benchmarks/eval_decode_speed.py --videos 16 --workers 1 \
+TAIL=12 step eval_decode 150 python3 benchmarks/eval_decode_speed.py --videos 16 --workers 1 \
     --json "$OUT/eval_decode.json"
 if [ "${LOADER_VIDEOS:-16}" -gt 0 ]; then
     TAIL=16 step loader 80 python3 tools/benchmark.py loader --videos "${LOADER_VIDEOS:-16}" \

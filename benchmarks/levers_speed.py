@@ -7,7 +7,7 @@ the script on a CPU; its figures mean nothing.)
 
 One step = forward under bf16 autocast, the real criterion, backward, AdamW step (the
 trainer's ``build_optimizer``), on random clips. Rows, one after the other in one process:
-``plain`` (every option off), each option alone, then all together:
+``plain`` (every option off), each option alone and all together (compile alone last):
 ``MODEL.POOL_CHANNELS_LAST``, ``SOLVER.FUSED_ADAMW``, ``MODEL.COMPILE``. Reported: clips/s,
 GB per clip (``max_memory_allocated`` above the model and optimizer state, over the
 batch) and MFU = clips/s x ``--tflop-per-clip`` / ``--peak-tflops``.
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--levers", nargs="+", default=[*LEVERS, "all"],
+    ap.add_argument("--levers", nargs="+", default=["plain", "channels_last", "fused_adamw", "all",
+                                                    "compile"],
                     help=f"rows to run, of {[*LEVERS, 'all']}")
     ap.add_argument("--tflop-per-clip", type=float, default=1.35,
                     help="training FLOPs of one clip (forward + backward), in TFLOP")
