@@ -66,6 +66,7 @@ _C.TEST.CHECKPOINT_FILE_PATH = ""  # Checkpoint tested; empty: newest own, then 
 _C.TEST.CHECKPOINT_TYPE = "pytorch"  # Compatibility only.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10  # Temporal views per video.
 _C.TEST.NUM_SPATIAL_CROPS = 3  # Spatial crops per temporal view (1 or 3).
+_C.TEST.DECODE_ONCE = True  # Decode a test video once for all its views (False: once per view).
 _C.TEST.ENABLE_SAVE = False  # np.save the [videos, classes] ensembled scores (rank 0).
 _C.TEST.SAVE_RESULTS_PATH = ""  # Path of the .npy (as given); "" = OUTPUT_DIR/test_scores_<dataset>.npy.
 
@@ -80,6 +81,9 @@ _C.MODEL.LOSS_FUNC = "soft_cross_entropy"  # Loss of the single-head model.
 _C.MODEL.DROPOUT_RATE = 0.5  # Dropout before (Linear) or inside (MLP) the classification heads.
 _C.MODEL.HEAD_ACT = "softmax"  # Eval activation of the single head.
 _C.MODEL.ACT_CHECKPOINT = False  # Activation checkpointing per block (less memory, slower).
+_C.MODEL.POOL_CHANNELS_LAST = True  # CUDA: channels-last strides for the pooling Conv3d weights.
+_C.MODEL.COMPILE = False  # torch.compile the model in place (slow first steps; CPU and CUDA).
+_C.MODEL.COMPILE_BACKEND = "inductor"  # torch.compile backend ("aot_eager": trace only, no codegen).
 _C.MODEL.USE_MULTI_HEAD = False  # One head per dataset of MULTI_DATASETS.
 _C.MODEL.MULTI_DATASETS = []  # Dataset names, one head each (e.g. kinetics, mit, ssv2).
 _C.MODEL.MULTI_REPLICAS = []  # Times each dataset is repeated in a training epoch.
@@ -205,6 +209,7 @@ _C.MIXUP.LABEL_SMOOTH_VALUE = 0.1  # Label smoothing (per head, with its own cla
 # ----------------------------------------------------------------------------------------
 _C.SOLVER = CN()
 _C.SOLVER.OPTIMIZING_METHOD = "adamw"  # adamw or sgd.
+_C.SOLVER.FUSED_ADAMW = True  # CUDA parameters: AdamW's fused kernel (CPU: the default one).
 _C.SOLVER.BASE_LR = 0.1  # Peak learning rate.
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False  # Multiply BASE_LR, WARMUP_START_LR, COSINE_END_LR by NUM_SHARDS.
 _C.SOLVER.LR_POLICY = "cosine"  # Only cosine.

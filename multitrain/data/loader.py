@@ -6,7 +6,8 @@
   of ``TEST.DATASET`` from ``DATA.PATH_TO_DATA_DIR`` / ``DATA.PATH_PREFIX``.
 * ``build_loader(cfg, split, rank, world_size)``: per-process batch of
   ``int(BATCH_SIZE / max(1, NUM_GPUS) / NUM_SHARDS)`` videos (test: views), a
-  :class:`ShardSampler` and :func:`collate_multi`.
+  :class:`ShardSampler` and :func:`collate_multi`; test with ``TEST.DECODE_ONCE``: the
+  same batches from a :class:`~multitrain.data.test_loader.DecodeOnceTestLoader`.
 
 Sampler contract (used by the trainer for exact resume): the order of an epoch is a pure
 function of ``(RNG_SEED, epoch)``; ``set_epoch(e)`` selects it (and resets the start),
@@ -230,10 +231,15 @@ def build_loader(cfg, split: str, rank: int = 0, world_size: int = 1,
         raise ValueError(f"{split}: {len(sampler)} items per process < batch size {bs}; "
                          f"every batch would be dropped")
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
+    collate = functools.partial(collate_multi, dataset_names=names, num_classes=classes)
+    pin = bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available()
+    if split == "test" and cfg.TEST.DECODE_ONCE:
+        from .test_loader import DecodeOnceTestLoader
+
+        return DecodeOnceTestLoader(dataset, sampler, bs, workers, collate, pin)
     return DataLoader(
         dataset, batch_size=bs, sampler=sampler, num_workers=workers,
-        collate_fn=functools.partial(collate_multi, dataset_names=names, num_classes=classes),
-        pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
+        collate_fn=collate, pin_memory=pin,
         drop_last=train,
         # Epochs travel inside SampleKey, so persistent workers stay correct; test runs once.
         persistent_workers=workers > 0 and split != "test",

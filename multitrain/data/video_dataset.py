@@ -11,6 +11,8 @@ Items:
   * test: item ``i`` is view ``i % V`` of video ``i // V`` with ``V = ensemble views x
     spatial crops``; view ``v`` is temporal view ``v // crops`` and spatial crop
     ``v % crops``. Nothing is dropped; a bad file is an error naming it.
+    :meth:`VideoDataset.load_views` gives several views of one video from one decoding
+    (the test loader of :mod:`multitrain.data.test_loader` uses it).
 
 Randomness: every item draws from its own ``torch.Generator`` seeded from
 ``(seed, epoch, item, attempt)``, so an item is reproducible whatever worker loads it
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -195,6 +197,9 @@ class VideoDataset(Dataset):
         seed_item = item if seed_item is None else seed_item
         out = self._test_item(item) if self.split == "test" else \
             self._train_item(item, epoch, seed_item)
+        return self._tag(out, item, pad)
+
+    def _tag(self, out: dict, item: int, pad: bool = False) -> dict:
         out.update(dataset=self.dataset_name, item=int(item), pad=bool(pad),
                    flip=self.random_flip)
         return out
@@ -277,8 +282,13 @@ class VideoDataset(Dataset):
     # ------------------------------------------------------------------ test
     def _test_item(self, item: int) -> dict:
         video, view = divmod(item, self.views_per_video)
+        frames = self.decode(video, view=view // self.num_spatial_crops)  # names a bad file
+        return self._test_view(video, view, frames)
+
+    def _test_view(self, video: int, view: int, frames: torch.Tensor) -> dict:
+        """The test item of ``view`` of ``video`` from its temporal view's frames."""
         temporal, spatial = divmod(view, self.num_spatial_crops)
-        frames = self.decode(video, view=temporal)  # VideoDecodeError names the file
+        item = video * self.views_per_video + view
         out = {"label": self._label(video), "index": video, "view": view,
                "temporal_idx": temporal, "spatial_idx": spatial, "num_replaced": 0}
         if self.transform is None:
@@ -286,6 +296,33 @@ class VideoDataset(Dataset):
             out["seed"] = sample_seed(self.seed, item)
         else:
             out["frames"] = self.transform(frames, spatial).unsqueeze(0)
+        return out
+
+    def decode_views(self, video: int, temporal_views: Sequence[int]) -> List[torch.Tensor]:
+        """The frames of several test temporal views of ``video`` from one opened reader
+        and one ``get_frames`` call over all their indices (each frame decoded once).
+
+        Returns:
+            one uint8 ``[num_frames, H, W, 3]`` per entry of ``temporal_views``.
+        """
+        with open_video(self.video_path(video), self.backend) as reader:
+            spans = [self._frame_indices(reader, int(t), None) for t in temporal_views]
+            frames = reader.get_frames([i for span in spans for i in span])
+        return list(torch.split(frames, [len(span) for span in spans]))
+
+    def load_views(self, video: int, views: Sequence[int]) -> List[dict]:
+        """Test items of ``views`` of ``video``, equal to ``load(video * V + view)`` for
+        each, with the video opened and decoded once for all of them."""
+        if self.split != "test":
+            raise ValueError(f"{self.dataset_name} {self.split}: load_views is for the test split")
+        if not 0 <= video < self.num_videos:
+            raise IndexError(f"{self.dataset_name} test: video {video} outside [0, {self.num_videos})")
+        temporal = sorted({int(v) // self.num_spatial_crops for v in views})
+        frames = dict(zip(temporal, self.decode_views(video, temporal)))
+        out = []
+        for view in views:
+            d = self._test_view(video, int(view), frames[int(view) // self.num_spatial_crops])
+            out.append(self._tag(d, video * self.views_per_video + int(view)))
         return out
 
     def __repr__(self) -> str:

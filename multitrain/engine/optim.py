@@ -90,7 +90,9 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
                 s.OPTIMIZING_METHOD, counts.get("decay", 0), counts.get("no_decay", 0))
     method = s.OPTIMIZING_METHOD.lower()
     if method == "adamw":
-        return torch.optim.AdamW(groups, lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
+        fused = bool(s.FUSED_ADAMW) and all(p.is_cuda for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY,
+                                 **({"fused": True} if fused else {}))
     if method == "sgd":
         return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM,
                                dampening=s.DAMPENING, nesterov=s.NESTEROV,

@@ -54,7 +54,8 @@ def train_step(model, micro_batches, compute_losses: Callable, optimizer, scaler
             function of the fractional epoch and is set on every micro-batch).
     """
     n = len(micro_batches)
-    totals: Dict[str, float] = {}
+    sums: Dict[str, torch.Tensor] = {}  # on the device: no host sync inside the loop
+    nan_or_inf = torch.zeros(2, dtype=torch.bool, device=device)
     for i, batch in enumerate(micro_batches):
         if set_lr is not None:
             set_lr(i)
@@ -63,15 +64,21 @@ def train_step(model, micro_batches, compute_losses: Callable, optimizer, scaler
             with autocast_context(device, amp_dtype is not None, amp_dtype or torch.float32):
                 losses = compute_losses(model, batch)
             loss = losses["loss"].float()
-            if torch.isnan(loss) or (scaler is None and not torch.isfinite(loss)):
-                raise NonFiniteLossError(
-                    f"training loss is {loss.item()} (terms: "
-                    f"{ {k: float(v.detach()) for k, v in losses.items()} }); lower SOLVER.BASE_LR, enable "
-                    "SOLVER.CLIP_GRAD_L2NORM, or check the inputs")
+            nan_or_inf = nan_or_inf | torch.stack([torch.isnan(loss), ~torch.isfinite(loss)]).to(device)
             scaled = loss / n
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         for k, v in losses.items():
-            totals[k] = totals.get(k, 0.0) + float(v.detach()) / n
+            part = v.detach().double() / n  # float64, as the Python floats summed before
+            sums[k] = sums[k] + part if k in sums else part
+    # One host sync for every loss term of every micro-batch and the NaN/inf flags.
+    names = list(sums)
+    values = torch.cat([torch.stack([sums[k].reshape(()).to(device) for k in names]),
+                        nan_or_inf.double()]).tolist()
+    totals = dict(zip(names, values[:len(names)]))
+    if values[-2] or (scaler is None and values[-1]):  # before any clipping or update
+        raise NonFiniteLossError(
+            f"training loss is {totals['loss']} (terms: {totals}); lower SOLVER.BASE_LR, "
+            "enable SOLVER.CLIP_GRAD_L2NORM, or check the inputs")
     return _finish_step(model, optimizer, scaler, clip_norm, clip_value, totals)
 
 

@@ -32,6 +32,7 @@ from ..utils import rng
 from ..utils.progress import progress, set_postfix
 from . import distributed as du
 from .batch import move_batch, prepare_train_batch
+from .device_levers import apply_device_levers
 from .evaluator import validate
 from .grad_reference import clip_thresholds, original_grad_factor
 from .lr_schedule import get_lr_at_epoch, set_lr
@@ -50,7 +51,7 @@ class Trainer:
         self.cfg = cfg
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
         self.device = du.current_device(cfg)
-        self.model = build_model(cfg).to(self.device)
+        self.model = apply_device_levers(build_model(cfg).to(self.device), cfg, self.device)
         self.criterion = build_loss(cfg, self.model,
                                     grad_scale=original_grad_factor(cfg, self.world_size)).to(self.device)
         self.clip_norm, self.clip_value = clip_thresholds(cfg, self.world_size)
