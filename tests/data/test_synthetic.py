@@ -18,7 +18,7 @@ import torch
 
 from multitrain.data.decoder import open_video
 from multitrain.data.synthetic import (
-    DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
+    CORPUS_FORMAT, DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
     rgb_to_yuv420p,
 )
 
@@ -296,6 +296,13 @@ def test_cli_is_idempotent_and_redoes_incomplete_runs(tmp_path, capsys):
     assert video.stat().st_mtime_ns != first[1]
     assert json.loads(marker.read_text())["num_videos"] == 14 * 2
     assert len(_lines(str(root), "ssv2", "val")) == 4
+    # A corpus written in another format (other bytes for the same seed) is regenerated.
+    old = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**old, "format": CORPUS_FORMAT - 1}))
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "regenerating" in capsys.readouterr().out
+    assert json.loads(marker.read_text())["format"] == CORPUS_FORMAT
     # The marker is what "complete" means: without it (a killed run) the CLI regenerates.
     marker.unlink()
     assert read_corpus_summary(str(root)) is None
