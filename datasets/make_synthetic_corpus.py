@@ -4,14 +4,14 @@
     python datasets/make_synthetic_corpus.py ROOT [--videos-per-class N] [--seed S]
         [--short-side 320] [--workers W] [--force]
 
-Skips the work when ROOT/.complete exists (written last, so an interrupted run is redone),
-unless --force.
+Skips the work when ROOT/.complete exists (written last, so an interrupted run is redone)
+and was written in the current format, unless --force.
 """
 import argparse
 import json
 
 from multitrain.data.synthetic import (
-    DEFAULT_COUNTS, make_synthetic_corpus, read_corpus_summary,
+    CORPUS_FORMAT, DEFAULT_COUNTS, make_synthetic_corpus, read_corpus_summary,
 )
 
 
@@ -33,7 +33,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     done = read_corpus_summary(args.root)
-    if done is not None and not args.force:
+    if done is not None and done.get("format") != CORPUS_FORMAT:
+        print(f"{args.root}: corpus written in format {done.get('format')}, this code writes "
+              f"format {CORPUS_FORMAT}: regenerating")
+    elif done is not None and not args.force:
         print(f"{args.root}: complete corpus already there ({done.get('num_videos')} videos, "
               f"seed {done.get('seed')}, counts {done.get('counts')}, short side "
               f"{done.get('short_side')}); use --force to regenerate")

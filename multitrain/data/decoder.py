@@ -4,7 +4,9 @@ Both backends number frames the same way: frame ``i`` is the ``i``-th frame in
 presentation order among the packets the container holds (decord's convention), so a
 sampled index list means the same frames whatever ``DATA.DECODING_BACKEND`` says. Only
 the frames asked for are decoded (decord ``get_batch``; PyAV seeks to the key frame
-before the first one and stops after the last one).
+before the first one and stops after the last one). Every batch decord returns is
+checked (uint8 ``[n, H, W, 3]`` at the container's size); when decord raises or returns
+anything else on a valid file, PyAV decodes that file instead.
 
 Every failure a bad file can cause (missing, empty, not a video, truncated, corrupt
 packets) surfaces as :class:`VideoDecodeError`, whose message names the file and the
@@ -198,12 +200,32 @@ class DecordReader(VideoReader):
         except Exception as e:  # noqa: BLE001
             reason = f"decord failed on frames {uniq[0]}..{uniq[-1]} ({_first_line(e)})"
             return self._decode_with_pyav(indices, reason)
+        wrong = self._wrong_batch(frames, len(uniq))
+        if wrong:
+            return self._decode_with_pyav(indices, f"decord returned {wrong}")
         return _expand(torch.from_numpy(frames), uniq, indices)
 
+    def _wrong_batch(self, frames, n: int) -> str:
+        """What is wrong with a decord batch of ``n`` frames ("" when nothing): it must be
+        uint8 ``[n, H, W, 3]`` with the container's H and W (when the header gave them)."""
+        shape = tuple(getattr(frames, "shape", ()))
+        dtype = getattr(frames, "dtype", None)
+        if self._size is not None:
+            expected = (n, self._size[0], self._size[1], 3)
+            ok = shape == expected
+        else:
+            expected = (n, "H", "W", 3)
+            ok = len(shape) == 4 and shape[0] == n and shape[3] == 3
+        if ok and dtype == np.uint8:
+            return ""
+        return f"an array of shape {list(shape)} dtype {dtype}, expected {list(expected)} uint8"
+
     def _decode_with_pyav(self, indices: Sequence[int], reason: str) -> torch.Tensor:
-        """decord2 cannot convert some valid files (e.g. frames 48 or 72 pixels wide: its
-        copy checks a padded size); PyAV numbers frames the same way, so it takes over
-        for this file. A file PyAV cannot decode either is a bad file."""
+        """decord2 mishandles some valid files, and which ones depends on the CPU: for
+        some frame widths its colour conversion raises (its copy checks a padded size),
+        for others it returns arrays of the wrong shape. PyAV numbers frames the same
+        way, so it takes over for this file. A file PyAV cannot decode either is a bad
+        file."""
         try:
             self._fallback = PyAVReader(self.path, check_truncation=False)
             frames = self._fallback.get_frames(indices)

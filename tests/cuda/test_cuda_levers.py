@@ -2,20 +2,15 @@
 MODEL.COMPILE) give the plain path's loss, gradients, update and loss curve within bf16
 tolerance. Skipped where torch sees no GPU; run with ``pytest -m cuda``."""
 import copy
-import os
-import sys
 
 import pytest
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO
-
-sys.path[:0] = [os.path.join(REPO, "tests", d) for d in ("models", "engine")]
-from model_helpers import labels_and_masks, multitrain_tiny, perturb_, tiny_cfg  # noqa: E402
-from test_training_e2e import RUN_NET, _opts, _run, _train_losses, _wait_all  # noqa: E402
-from multitrain.engine.device_levers import apply_device_levers  # noqa: E402
-from multitrain.engine.optim import build_optimizer  # noqa: E402
-from multitrain.models import build_loss  # noqa: E402
+from model_helpers import labels_and_masks, multitrain_tiny, perturb_, tiny_cfg
+from mt_testing import DEMO_CONFIG, RUN_NET, start_python, step_args, train_losses, wait_all
+from multitrain.engine.device_levers import apply_device_levers
+from multitrain.engine.optim import build_optimizer
+from multitrain.models import build_loss
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -112,10 +107,10 @@ def test_optimised_training_run_has_the_plain_loss_curve(small_corpus, tmp_path)
               "TRAIN.MAX_ITERS_PER_EPOCH", "8", "SOLVER.OPTIMIZING_METHOD", "adamw",
               "SOLVER.BASE_LR", "0.001"]
     outs = {on: str(tmp_path / ("on" if on else "off")) for on in (False, True)}
-    procs = [_run([RUN_NET, "--cfg", DEMO_CONFIG] + _opts(small_corpus, outs[on], common + [
+    procs = [start_python([RUN_NET, "--cfg", DEMO_CONFIG] + step_args(small_corpus, outs[on], common + [
         x for k in levers for x in (k, str(on))])) for on in (False, True)]
-    _wait_all(procs, timeout=400)
-    ref, got = _train_losses(outs[False]), _train_losses(outs[True])
+    wait_all(procs, timeout=400)
+    ref, got = train_losses(outs[False]), train_losses(outs[True])
     print(f"loss curve, options off: {[round(v, 4) for v in ref]}\n"
           f"            options on:  {[round(v, 4) for v in got]}")
     assert len(got) == len(ref) == 8

@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch  # noqa: F401  - before decord: decord first breaks torch's BLAS (segfault)
-import decord  # noqa: E402
+import torch
 
+from multitrain.data.decoder import open_video
 from multitrain.data.synthetic import (
-    DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
+    CORPUS_FORMAT, DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
+    rgb_to_yuv420p,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,8 +41,9 @@ def _lines(root, dirname, split):
 
 def _decode(path, count=12):
     """``count`` evenly spaced frames ``[T, H, W, 3]`` (enough for a centroid trajectory)."""
-    vr = decord.VideoReader(path, num_threads=1)
-    return vr.get_batch(np.linspace(0, len(vr) - 1, count).round().astype(int).tolist()).asnumpy()
+    with open_video(path) as vr:
+        idx = np.linspace(0, vr.num_frames - 1, count).round().astype(int).tolist()
+        return vr.get_frames(idx).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +124,13 @@ def test_videos_decode_with_declared_properties(corpus):
     dirs = {d.key: d.dirname for d in DATASETS}
     sizes, fpss, lengths = set(), set(), set()
     for e in manifest:
-        vr = decord.VideoReader(os.path.join(root, dirs[e["dataset"]], "videos_320p", e["path"]))
-        assert len(vr) == e["num_frames"]
-        assert vr.get_avg_fps() == pytest.approx(e["fps"])
-        assert vr[0].shape == (e["height"], e["width"], 3)
+        with open_video(os.path.join(root, dirs[e["dataset"]], "videos_320p", e["path"])) as vr:
+            assert vr.num_frames == e["num_frames"]
+            assert vr.fps == pytest.approx(e["fps"])
+            first = vr.get_frames([0])
+        assert first.shape == (1, e["height"], e["width"], 3) and first.dtype == torch.uint8
         assert e["height"] % 2 == 0 and e["width"] % 2 == 0
-        assert 24 <= len(vr) <= 72
+        assert 24 <= e["num_frames"] <= 72
         sizes.add((e["height"], e["width"]))
         fpss.add(e["fps"])
         lengths.add(e["num_frames"])
@@ -136,8 +139,6 @@ def test_videos_decode_with_declared_properties(corpus):
     with open(os.path.join(root, "kinetics400", "videos_320p", manifest[0]["path"]), "rb") as f:
         head = f.read(64)
     assert b"ftyp" in head  # an MP4 container
-    vr = decord.VideoReader(os.path.join(root, "kinetics400", "videos_320p", manifest[0]["path"]))
-    assert vr[0].asnumpy().dtype == np.uint8
 
 
 def test_labels_match_pixels(decoded):
@@ -218,6 +219,22 @@ def test_render_is_deterministic_and_seed_dependent():
     assert np.abs(a.astype(int) - c).mean() > 5
 
 
+def test_rgb_to_yuv420p_is_bt601_limited_range():
+    """Known colours land on their BT.601 limited-range codes; chroma is the mean of each
+    2x2 block (integer arithmetic, so exact on every CPU)."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[:2, :2] = 255                      # white
+    img[:2, 2:] = (255, 0, 0)              # red
+    img[2:, 2:] = (0, 0, 255)              # blue; bottom-left stays black
+    img[2, 0] = (255, 255, 255)            # one white pixel in the black block
+    yuv = rgb_to_yuv420p(img)
+    assert yuv.shape == (6, 4) and yuv.dtype == np.uint8
+    y, u, v = yuv[:4], yuv[4:].ravel()[:4].reshape(2, 2), yuv[4:].ravel()[4:].reshape(2, 2)
+    assert y[0].tolist() == [235, 235, 82, 82] and y[3].tolist() == [16, 16, 41, 41]
+    assert y[2, 0] == 235
+    assert u.tolist() == [[128, 90], [128, 240]] and v.tolist() == [[128, 240], [128, 110]]
+
+
 def _digest(root):
     h = hashlib.sha256()
     for dirpath, _, files in sorted(os.walk(root)):
@@ -241,8 +258,8 @@ def test_fixed_short_side(tmp_path):
     manifest = json.load(open(tmp_path / "manifest.json"))
     assert {min(e["width"], e["height"]) for e in manifest} == {64}
     e = manifest[0]
-    vr = decord.VideoReader(str(tmp_path / "kinetics400" / "videos_320p" / e["path"]))
-    assert min(vr[0].shape[:2]) == 64
+    with open_video(str(tmp_path / "kinetics400" / "videos_320p" / e["path"])) as vr:
+        assert min(vr.get_frames([0]).shape[1:3]) == 64
 
 
 def test_short_side_choices(tmp_path):
@@ -279,6 +296,13 @@ def test_cli_is_idempotent_and_redoes_incomplete_runs(tmp_path, capsys):
     assert video.stat().st_mtime_ns != first[1]
     assert json.loads(marker.read_text())["num_videos"] == 14 * 2
     assert len(_lines(str(root), "ssv2", "val")) == 4
+    # A corpus written in another format (other bytes for the same seed) is regenerated.
+    old = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**old, "format": CORPUS_FORMAT - 1}))
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "regenerating" in capsys.readouterr().out
+    assert json.loads(marker.read_text())["format"] == CORPUS_FORMAT
     # The marker is what "complete" means: without it (a killed run) the CLI regenerates.
     marker.unlink()
     assert read_corpus_summary(str(root)) is None
