@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
-import decord  # after torch: decord first breaks torch's BLAS (segfault)
 
 from multitrain.data.annotations import parse_annotation_csv
+from multitrain.data.decoder import open_video
 from multitrain.data.prepare import (
     AnnotationError, convert_kinetics, convert_mit, convert_ssv2, drop_missing, resize_video,
     resize_videos, save_prepared, target_size, write_prepared,
@@ -175,13 +174,14 @@ def source_videos(tmp_path_factory):
 def test_resize_keeps_frames_fps_and_aspect(source_videos, tmp_path):
     root, specs = source_videos
     assert resize_video(str(root / "a.mp4"), str(tmp_path / "a.mp4"), short_side=64) == "resized"
-    src, dst = decord.VideoReader(str(root / "a.mp4")), decord.VideoReader(str(tmp_path / "a.mp4"))
-    assert len(dst) == len(src) == 17 and dst.get_avg_fps() == pytest.approx(25)
-    assert dst[0].shape == (64, 86, 3)
+    with open_video(str(root / "a.mp4")) as src, open_video(str(tmp_path / "a.mp4")) as dst:
+        assert dst.num_frames == src.num_frames == 17 and dst.fps == pytest.approx(25)
+        assert dst.get_frames([0]).shape == (1, 64, 86, 3)
+        src8, dst8 = src.get_frames([8])[0], dst.get_frames([8])[0]
     # Same picture, smaller: the downscaled source matches the output.
-    ref = F.interpolate(torch.from_numpy(src[8].asnumpy()).permute(2, 0, 1)[None].float(),
+    ref = F.interpolate(src8.permute(2, 0, 1)[None].float(),
                         size=(64, 86), mode="area")[0].permute(1, 2, 0).numpy()
-    assert np.abs(ref - dst[8].asnumpy()).mean() < 8
+    assert np.abs(ref - dst8.numpy()).mean() < 8
     # Already small enough: copied byte for byte, never upscaled.
     assert resize_video(str(root / "sub/b.mp4"), str(tmp_path / "b.mp4"), short_side=128) == "copied"
     assert open(tmp_path / "b.mp4", "rb").read() == open(root / "sub/b.mp4", "rb").read()
@@ -216,18 +216,19 @@ def test_resize_uses_x264_fastdecode_unless_told_not_to(source_videos, tmp_path)
     assert b"cabac=0" in fast and b"deblock=0:" in fast
     assert b"cabac=1" in slow and b"deblock=1:" in slow
     for name in ("fast.mp4", "slow.mp4"):  # both decode to every frame
-        assert len(decord.VideoReader(str(tmp_path / name))) == 17
+        with open_video(str(tmp_path / name)) as r:
+            assert r.num_frames == 17 and r.get_frames(list(range(17))).shape[0] == 17
 
 
 def test_resize_videos_parallel_skip_and_errors(source_videos, tmp_path, capsys):
     root, _ = source_videos
     out = tmp_path / "out"
-    # (short side 40: decord2 misreads frames 16/24/48/72 px wide)
     report = resize_videos(str(root), str(out), short_side=40, workers=2, progress=False)
     assert (report.resized, report.copied, report.skipped) == (2, 0, 0)
     assert [os.path.basename(p) for p, _ in report.failed] == ["bad.mp4"]
-    b = decord.VideoReader(str(out / "sub" / "b.mp4"))
-    assert len(b) == 11 and b[0].shape == (54, 40, 3) and b.get_avg_fps() == pytest.approx(30)
+    with open_video(str(out / "sub" / "b.mp4")) as b:
+        assert b.num_frames == 11 and b.get_frames([0]).shape == (1, 54, 40, 3)
+        assert b.fps == pytest.approx(30)
     assert not [f for f in os.listdir(out) if ".tmp" in f]
     again = resize_videos(str(root), str(out), short_side=40, workers=1, progress=False)
     assert (again.resized, again.skipped, len(again.failed)) == (0, 2, 1)
@@ -244,5 +245,5 @@ def test_resize_to_webm_and_out_ext(source_videos, tmp_path):
     report = resize_videos(str(tmp_path), str(tmp_path / "o"), short_side=32, workers=1,
                            files=["a.mp4"], out_ext=".webm", progress=False)
     assert report.resized == 1
-    vr = decord.VideoReader(str(tmp_path / "o" / "a.webm"))
-    assert len(vr) == 17 and vr[0].shape == (32, 42, 3)
+    with open_video(str(tmp_path / "o" / "a.webm")) as vr:
+        assert vr.num_frames == 17 and vr.get_frames([0]).shape == (1, 32, 42, 3)

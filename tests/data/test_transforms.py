@@ -1,6 +1,6 @@
 """The clip recipes on real decoded frames: shapes, ranges, determinism, statistics, views.
 
-Frames come from real H.264 files made with PyAV and decoded with decord.
+Frames come from real H.264 files made with PyAV and decoded by the project's reader.
 """
 import dataclasses
 import math
@@ -17,8 +17,8 @@ from multitrain.data.transforms import rand_augment as RA
 from multitrain.data.transforms.color import use_cpu_kernels
 from multitrain.data.transforms.erasing import apply_erasing, draw_erasing_params
 
-import decord  # noqa: E402  (after torch: see tests/conftest.py)
-from mt_testing import write_pattern_video  # noqa: E402
+from multitrain.data.decoder import open_video
+from mt_testing import write_pattern_video
 
 SEED_AA = "rand-m7-n4-mstd0.5-inc1"
 MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
@@ -26,8 +26,8 @@ LOW, HIGH = (0 - 0.45) / 0.225, (1 - 0.45) / 0.225  # normalised range of [0, 25
 
 
 def decode(path, n):
-    reader = decord.VideoReader(str(path), num_threads=1)
-    return torch.from_numpy(reader.get_batch(list(range(n))).asnumpy())
+    with open_video(str(path), "decord", num_threads=1) as reader:
+        return reader.get_frames(list(range(n)))
 
 
 @pytest.fixture(scope="module", autouse=True)
