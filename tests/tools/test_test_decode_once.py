@@ -3,11 +3,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
-from mt_testing import DEMO_CONFIG, REPO
+from mt_testing import DEMO_CONFIG, REPO, RUN_NET
 
-RUN_NET = os.path.join(REPO, "tools", "run_net.py")
 
 
 def _test_scores(corpus, out, decode_once: bool):
@@ -24,7 +24,9 @@ def _test_scores(corpus, out, decode_once: bool):
             "LOG_MODEL_INFO", "False", "OUTPUT_DIR", str(out)]
     r = subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    return torch.load(os.path.join(out, "test_scores_mit.pt"), weights_only=True)
+    details = torch.load(os.path.join(out, "test_scores_mit.details.pt"), weights_only=True)
+    return {"scores": torch.from_numpy(np.load(os.path.join(out, "test_scores_mit.npy"))),
+            "seen": details["seen"]}
 
 
 def test_decode_once_gives_the_per_view_scores(small_corpus, tmp_path):
