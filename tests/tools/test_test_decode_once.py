@@ -25,8 +25,7 @@ def _test_scores(corpus, out, decode_once: bool):
     r = subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     details = torch.load(os.path.join(out, "test_scores_mit.details.pt"), weights_only=True)
-    return {"scores": torch.from_numpy(np.load(os.path.join(out, "test_scores_mit.npy"))),
-            "seen": details["seen"]}
+    return dict(details, scores=torch.from_numpy(np.load(os.path.join(out, "test_scores_mit.npy"))))
 
 
 def test_decode_once_gives_the_per_view_scores(small_corpus, tmp_path):
