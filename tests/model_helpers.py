@@ -1,11 +1,12 @@
-"""Small models of both variants, built without a config (plain keyword arguments)."""
+"""Small models of both variants, built without a config (plain keyword arguments), and the
+original's MultiTrain fixture assembled from the repository's reduced copies."""
 import os
 
 import torch
 
 from multitrain.config import get_cfg
 from multitrain.models.heads import MultiDatasetHead, TransformerBasicHead
-from multitrain.models.mvit import MViT, build_expander
+from multitrain.models.mvit import EXPANDER_HIDDEN, MViT, build_expander
 
 from mt_testing import CONFORMANCE, FIXTURES, SHARED  # noqa: F401  (re-exported)
 
@@ -81,3 +82,30 @@ def tiny_cfg():
     mc.USE_INF_LOSS = mc.USE_INF_EXPANDER = True
     mc.MULTI_PROJ_SPARSITY_LOSS_TYPE = "l1"
     return cfg
+
+
+def _zero_padded_expander(kept: dict, hidden: int) -> dict:
+    """The expander tensors of `kept` (its first hidden units) at full width, the other hidden
+    units' weights and biases zero (so those units add nothing to the output)."""
+    fc1_w, fc1_b, fc2_w = (kept[f"expander.{k}"] for k in ("fc1.weight", "fc1.bias", "fc2.weight"))
+    missing = hidden - fc1_w.shape[0]
+    return {"expander.fc1.weight": torch.cat([fc1_w, fc1_w.new_zeros(missing, fc1_w.shape[1])]),
+            "expander.fc1.bias": torch.cat([fc1_b, fc1_b.new_zeros(missing)]),
+            "expander.fc2.weight": torch.cat([fc2_w, fc2_w.new_zeros(fc2_w.shape[0], missing)], dim=1),
+            "expander.fc2.bias": kept["expander.fc2.bias"]}
+
+
+def multitrain_first_clip_fixture(conformance_dir: str) -> dict:
+    """The original's multitrain_tiny fixture for its first clip, in the format `check_fixture`
+    reads, assembled from the repository's reduced copies (tests/fixtures/README.md): the
+    original's model_state (original key names) with the expander's hidden units that are not
+    stored set to zero, its first input clip, and its per-sample outputs for that clip, the
+    expander's output less the stored sum of the zeroed units (`expander_rest`)."""
+    backbone = torch.load(os.path.join(conformance_dir, "multitrain_tiny_backbone.pt"), weights_only=True)
+    heads = torch.load(os.path.join(conformance_dir, "multitrain_tiny_heads.pt"), weights_only=True)
+    state = {**backbone["backbone_state"], **heads["head_state"],
+             **_zero_padded_expander(heads["expander_state"], EXPANDER_HIDDEN)}
+    outputs = dict(heads["outputs"])
+    outputs["train_inf_feature"] = outputs["train_inf_feature"] - heads["expander_rest"]
+    return {"config_file": heads["config_file"], "config_overrides": heads["config_overrides"],
+            "model_state": state, "input": backbone["input"], "outputs": outputs}

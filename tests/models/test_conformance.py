@@ -1,7 +1,8 @@
 """The original code's outputs, reproduced from its weights.
 
 tests/fixtures/conformance holds reduced copies of the original's fixtures (see the README
-there); the full-size ones in ../shared/conformance are checked too where that folder exists.
+there), enough to check every output of both variants; the full-size ones in
+../shared/conformance are checked too where that folder exists.
 """
 import importlib.util
 import json
@@ -17,13 +18,13 @@ from multitrain.models.conformance import TOLERANCE, check_fixture, find_config,
 from multitrain.models.heads import MultiDatasetHead
 from multitrain.models.losses import InformativeLoss, MultiHeadLoss
 
-from model_helpers import REFERENCE_CONFIGS
-from mt_testing import REPO
+from model_helpers import REFERENCE_CONFIGS, multitrain_first_clip_fixture
+from mt_testing import CONFORMANCE, REPO
 
-FIXTURES = ["multitrain_tiny.pt", "pyslowfast_mvitv2_tiny.pt"]  # full size, in ../shared
+PER_SAMPLE = {"train_preds.kinetics", "train_preds.mit_ssv2", "train_inf_feature", "eval_probs.ssv2"}
 EXPECTED_OUTPUTS = {
-    "multitrain_tiny.pt": {"train_preds.kinetics", "train_preds.mit_ssv2", "train_inf_feature",
-                           "multihead_loss", "inf_loss", "eval_probs.ssv2"},
+    "multitrain_tiny.pt": PER_SAMPLE | {"multihead_loss", "inf_loss"},
+    "multitrain_tiny_first_clip.pt": PER_SAMPLE,
     "pyslowfast_mvitv2_tiny.pt": {"eval_probs"},
 }
 
@@ -36,17 +37,34 @@ def _assert_conforms(path, name, impl):
     assert not bad, f"relative errors above {TOLERANCE}: {bad}"
 
 
+def _full_size(name):
+    """../shared/conformance/<name> (the original's full-size fixture), or None without it."""
+    path = os.path.join(CONFORMANCE, name)
+    return path if os.path.isfile(path) else None
+
+
 @pytest.mark.parametrize("impl", ["sdpa", "reference"])
-def test_repository_fixture_outputs_match(conformance_dir, impl):
-    """The official MViTv2 variant: original weights, one clip, the original's probabilities."""
+def test_official_variant_outputs_match(conformance_dir, impl):
+    """The official MViTv2 variant: original weights, one clip, the original's probabilities
+    (and, where ../shared exists, the full-size fixture's two clips)."""
     name = "pyslowfast_mvitv2_tiny.pt"
     _assert_conforms(os.path.join(conformance_dir, name), name, impl)
+    if _full_size(name):
+        _assert_conforms(_full_size(name), name, impl)
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "reference"])
-@pytest.mark.parametrize("name", FIXTURES)
-def test_full_size_fixture_outputs_match(shared_conformance_dir, name, impl):
-    _assert_conforms(os.path.join(shared_conformance_dir, name), name, impl)
+def test_multitrain_variant_outputs_match(conformance_dir, tmp_path, impl):
+    """The MultiTrain variant end to end on the original's first clip: its backbone, MLP heads,
+    projections and a quarter of its expander's hidden units (the other units' sum is stored),
+    against its train-mode logits, projections and expander output and its eval-mode
+    probabilities (and, where ../shared exists, the full-size fixture: four clips, every
+    weight, the losses)."""
+    name = "multitrain_tiny_first_clip.pt"
+    torch.save(multitrain_first_clip_fixture(conformance_dir), tmp_path / name)
+    _assert_conforms(str(tmp_path / name), name, impl)
+    if _full_size("multitrain_tiny.pt"):
+        _assert_conforms(_full_size("multitrain_tiny.pt"), "multitrain_tiny.pt", impl)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from mt_testing import (CONFORMANCE, DEMO_CONFIG, REPO, RUN_NET, TINY_MVIT, corpus_args,
+from model_helpers import multitrain_first_clip_fixture
+from mt_testing import (DEMO_CONFIG, FIXTURES, REPO, RUN_NET, TINY_MVIT, corpus_args,
                         free_port, run_python, start_python, wait_all)
 MULTI = os.path.join(REPO, "configs", "Multi_dataset", "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml")
 
@@ -48,10 +49,10 @@ def test_config_is_written_to_output_dir(small_corpus, tmp_path):
     assert cfg.OUTPUT_DIR == str(tmp_path) and cfg.MODEL.MULTI_NUM_CLASSES == [6, 4, 4]
 
 
-@pytest.mark.skipif(not os.path.isdir(CONFORMANCE), reason=f"conformance fixtures not found at {CONFORMANCE}")
 def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
-    """The conformance fixture's weights (original key names) wrapped as {"model_state": ...}."""
-    fx = torch.load(os.path.join(CONFORMANCE, "multitrain_tiny.pt"), weights_only=True)
+    """The original's weights (original key names, every tensor of its model; see
+    `multitrain_first_clip_fixture`) wrapped as {"model_state": ...}."""
+    fx = multitrain_first_clip_fixture(os.path.join(FIXTURES, "conformance"))
     ckpt = tmp_path / "original.pyth"
     torch.save({"model_state": fx["model_state"], "epoch": 10}, ckpt)
     opts = fx["config_overrides"]
@@ -65,7 +66,8 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
               "TEST.BATCH_SIZE", "4"] + over, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     log = open(tmp_path / "out" / "stdout.log").read()
-    assert str(ckpt) in log and '"_type": "test"' in log
+    n = len(fx["model_state"])
+    assert f"loaded {n}/{n} model tensors from {ckpt}" in log and '"_type": "test"' in log
 
 
 @pytest.mark.slow
