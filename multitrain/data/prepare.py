@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..utils.io import atomic_write, atomic_write_text
 from ..utils.parallel import pool_map
 
 __all__ = [
@@ -309,10 +310,10 @@ def write_prepared(prepared: Prepared, out_dir: str, separator: str = " ") -> Di
     written = {}
     for split in SPLITS:
         path = os.path.join(ann, f"{split}.csv")
-        _atomic_text(path, "".join(f"{p}{separator}{y}\n" for p, y in prepared.splits[split]))
+        atomic_write_text(path, "".join(f"{p}{separator}{y}\n" for p, y in prepared.splits[split]))
         written[split] = path
     written["classnames"] = os.path.join(out_dir, "classnames.json")
-    _atomic_text(written["classnames"], json.dumps(prepared.classnames, indent=1) + "\n")
+    atomic_write_text(written["classnames"], json.dumps(prepared.classnames, indent=1) + "\n")
     return written
 
 
@@ -332,13 +333,6 @@ def save_prepared(prepared: Prepared, out_dir: str, video_root: Optional[str] = 
         report.insert(1 + SPLITS.index(split),
                       f"{split}: {len(prepared.splits[split])} videos -> {written[split]}")
     return "\n".join(report + prepared.notes)
-
-
-def _atomic_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------
@@ -402,8 +396,8 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
     ext = os.path.splitext(dst)[1].lower()
     if ext not in _ENCODERS:
         raise ValueError(f"{dst}: unsupported output extension {ext!r}; use one of {sorted(_ENCODERS)}")
-    tmp = f"{dst}.tmp{os.getpid()}{ext}"
-    try:
+
+    def write(tmp: str) -> str:
         with av.open(src) as inp:
             if not inp.streams.video:
                 raise ValueError(f"{src}: no video stream")
@@ -412,15 +406,12 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
             w, h = vin.codec_context.width, vin.codec_context.height
             if min(w, h) <= short_side and not upscale:
                 shutil.copyfile(src, tmp)
-                os.replace(tmp, dst)
                 return "copied"
             _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf, keyint,
                        fast_decode)
-        os.replace(tmp, dst)
         return "resized"
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    return atomic_write(dst, write, suffix=ext)
 
 
 def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,

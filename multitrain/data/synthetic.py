@@ -35,6 +35,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from ..utils.io import atomic_write, atomic_write_text
 from ..utils.parallel import pool_map
 
 __all__ = [
@@ -382,22 +383,9 @@ def _make_one(task: Tuple[str, VideoSpec]) -> Tuple[str, int]:
     """Render and encode one video atomically (temp file then rename)."""
     path, spec = task
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.mp4"
-    try:
-        n = encode_video(tmp, render_video(spec), spec.fps, spec.width, spec.height)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    n = atomic_write(path, lambda tmp: encode_video(tmp, render_video(spec), spec.fps,
+                                                    spec.width, spec.height), suffix=".mp4")
     return path, n
-
-
-def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _run_tasks(tasks: List[Tuple[str, VideoSpec]], num_workers: int, progress: bool) -> None:
@@ -443,20 +431,20 @@ def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[
         for si, split in enumerate(SPLITS):
             plan = _plan_split(di, ds, si, split, counts[split], seed, short_side)
             lines = "".join(f"{rel} {label}\n" for rel, label, _ in plan)
-            _write_atomic(os.path.join(base, ANNOTATION_DIR, f"{split}.csv"), lines)
+            atomic_write_text(os.path.join(base, ANNOTATION_DIR, f"{split}.csv"), lines)
             summary["datasets"][ds.key]["videos"][split] = len(plan)
             for rel, label, spec in plan:
                 tasks.append((os.path.join(base, VIDEO_DIR, rel), spec))
                 manifest.append({"dataset": ds.key, "split": split, "path": rel,
                                  "label": label, **asdict(spec)})
-        _write_atomic(os.path.join(base, "classnames.json"), json.dumps(ds.classnames, indent=1))
-    _write_atomic(os.path.join(root, "relations.json"), json.dumps(class_relations(), indent=1))
-    _write_atomic(os.path.join(root, "manifest.json"), json.dumps(manifest))
+        atomic_write_text(os.path.join(base, "classnames.json"), json.dumps(ds.classnames, indent=1))
+    atomic_write_text(os.path.join(root, "relations.json"), json.dumps(class_relations(), indent=1))
+    atomic_write_text(os.path.join(root, "manifest.json"), json.dumps(manifest))
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     _run_tasks(tasks, workers, progress)
     summary["num_videos"] = len(tasks)
     summary["seconds"] = round(time.time() - t0, 2)
-    _write_atomic(marker, json.dumps(summary, indent=1))
+    atomic_write_text(marker, json.dumps(summary, indent=1))
     return summary
 
 
