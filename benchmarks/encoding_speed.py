@@ -16,9 +16,10 @@ import time
 import numpy as np
 import torch
 
+from multitrain.data.h264 import write_h264
 from multitrain.data.prepare import DEFAULT_KEYINT, encoder_options
 
-from .loader_speed import decode, encode_video, texture_frames
+from .loader_speed import decode, texture_frames
 
 FPS = 30
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, opts) in enumerate(variants(args.keyint).items()):
             path = os.path.join(tmp, f"v{i}.mp4")
-            encode_video(path, source, FPS, opts)
+            write_h264(path, source, FPS, opts)
             rows[name] = {"path": path, "bytes": os.path.getsize(path),
                           "psnr": psnr(path, source), "times": []}
         for s in range(args.spans):  # interleaved: machine load hits every file alike

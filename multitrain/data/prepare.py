@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .h264 import add_video_stream
 from ..utils.io import atomic_write, atomic_write_text
 from ..utils.parallel import pool_map
 
@@ -423,9 +424,8 @@ def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
     rate = vin.average_rate or vin.guessed_rate or Fraction(30)
     time_base = vin.time_base or (1 / Fraction(rate))
     with av.open(path, mode="w", format=fmt) as out:
-        vout = out.add_stream(codec, rate=rate)
-        vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.options = encoder_options(codec, crf, keyint, fast_decode)
+        vout = add_video_stream(out, codec, rate, size[0], size[1],
+                                encoder_options(codec, crf, keyint, fast_decode))
         # The source's time base keeps every timestamp exact (variable frame rates too).
         vout.codec_context.time_base = time_base
         last = None

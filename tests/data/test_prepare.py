@@ -166,7 +166,7 @@ def source_videos(tmp_path_factory):
              "sub/b.mp4": VideoSpec("blue", "still", 11, 30, 96, 128, (2,))}
     for name, spec in specs.items():
         os.makedirs(os.path.dirname(root / name), exist_ok=True)
-        encode_video(str(root / name), render_video(spec), spec.fps, spec.width, spec.height)
+        encode_video(str(root / name), render_video(spec), spec.fps)
     (root / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     return root, specs
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from multitrain.data.decoder import open_video
+from multitrain.data.h264 import rgb_to_yuv420p
 from multitrain.data.synthetic import (
     CORPUS_FORMAT, DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
-    rgb_to_yuv420p,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
