@@ -31,9 +31,9 @@ import time
 import numpy as np
 import torch
 
-from multitrain.data.h264 import write_h264
-from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT, encoder_options
-from multitrain.data.transforms import TrainClipRecipe
+from multitrain.preparation.h264 import write_h264
+from multitrain.preparation.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT, encoder_options
+from multitrain.transforms import TrainClipRecipe
 
 from .pil_baseline import pil_train_clip
 
@@ -122,8 +122,8 @@ def breakdown(path: str, clips: int = 100) -> None:
     """Where (b)'s time goes: each RandAugment op and the crop/resize, per clip."""
     from collections import defaultdict
 
-    import multitrain.data.transforms.geometry as geometry
-    import multitrain.data.transforms.rand_augment as ra
+    import multitrain.transforms.geometry as geometry
+    import multitrain.transforms.rand_augment as ra
 
     torch.set_num_threads(1)
     frames = decode(path, torch.Generator().manual_seed(0))

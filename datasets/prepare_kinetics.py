@@ -13,7 +13,7 @@ val.csv. --video-root drops (and lists) lines whose video is not there.
 import argparse
 import sys
 
-from multitrain.data.prepare import (
+from multitrain.preparation.prepare import (
     KINETICS_PATTERN, AnnotationError, convert_kinetics, save_prepared,
 )
 

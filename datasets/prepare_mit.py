@@ -12,7 +12,7 @@ them). test.csv copies val.csv (MiT test labels are not public).
 import argparse
 import sys
 
-from multitrain.data.prepare import AnnotationError, convert_mit, save_prepared
+from multitrain.preparation.prepare import AnnotationError, convert_mit, save_prepared
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ the test ids and their answers (id;class name lines) are both given.
 import argparse
 import sys
 
-from multitrain.data.prepare import AnnotationError, convert_ssv2, save_prepared
+from multitrain.preparation.prepare import AnnotationError, convert_ssv2, save_prepared
 
 
 def main(argv=None) -> int:

@@ -166,7 +166,7 @@ def write_pattern_video(path, frames: int, height: int, width: int, fps: int = 3
     and motion, so every clip op has work to do)."""
     import numpy as np
 
-    from multitrain.data.h264 import write_h264
+    from multitrain.preparation.h264 import write_h264
 
     yy, xx = np.mgrid[0:height, 0:width]
 

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def _user_errors():
     from ..checkpoint.checkpointer import CheckpointError
     from ..config import ConfigError
-    from ..data.decoder import VideoDecodeError
+    from ..decoding.decoder import VideoDecodeError
     from .train_step import NonFiniteLossError
 
     return (ConfigError, CheckpointError, VideoDecodeError, NonFiniteLossError, FileNotFoundError)

@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from multitrain.data.h264 import write_h264
+from multitrain.preparation.h264 import write_h264
 
 # name -> (frames, fps, width, height); varied length, rate and size.
 GOOD_VIDEOS = {

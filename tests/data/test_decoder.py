@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data import decoder
-from multitrain.data.decoder import DecordReader, PyAVReader, VideoDecodeError, open_video
-from multitrain.data.synthetic import encode_video
+from multitrain.decoding import decoder
+from multitrain.decoding.decoder import DecordReader, PyAVReader, VideoDecodeError, open_video
+from multitrain.preparation.synthetic import encode_video
 from mt_testing import assert_close_to, pyav_frames
 
 BACKENDS = ["decord", "pyav"]

@@ -10,12 +10,12 @@ import pytest
 import torch.nn.functional as F
 
 from multitrain.data.annotations import parse_annotation_csv
-from multitrain.data.decoder import open_video
-from multitrain.data.prepare import (
+from multitrain.decoding.decoder import open_video
+from multitrain.preparation.prepare import (
     AnnotationError, convert_kinetics, convert_mit, convert_ssv2, drop_missing, resize_video,
     resize_videos, save_prepared, target_size, write_prepared,
 )
-from multitrain.data.synthetic import VideoSpec, encode_video, render_video
+from multitrain.preparation.synthetic import VideoSpec, encode_video, render_video
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "fixtures_official")

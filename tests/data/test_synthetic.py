@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.decoder import open_video
-from multitrain.data.h264 import rgb_to_yuv420p
-from multitrain.data.synthetic import (
+from multitrain.decoding.decoder import open_video
+from multitrain.preparation.h264 import rgb_to_yuv420p
+from multitrain.preparation.synthetic import (
     CORPUS_FORMAT, DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
 )
 

@@ -288,7 +288,7 @@ def encode_video(path: str, frames: Iterator[np.ndarray], fps: Union[int, Fracti
 
     Returns the number of frames written. The bytes are a function of the frames and
     arguments, on every run: the colour conversion is
-    :func:`multitrain.data.h264.rgb_to_yuv420p`; libx264
+    :func:`multitrain.preparation.h264.rgb_to_yuv420p`; libx264
     runs one thread (its output depends on the thread count; corpus generation runs one
     process per core instead) and without macroblock-tree rate control, whose SIMD code
     made repeated encodes of the same frames differ (measured: 2-3 of 8 on an AVX-512
