@@ -107,11 +107,16 @@ class MeterGroup:
 
 
 class ValMeter:
-    """Per-dataset top-k counts over a validation pass."""
+    """Per-dataset top-k counts over a validation pass.
 
-    def __init__(self, ks: Sequence[int] = (1, 5)):
+    ``names``: datasets counted from the start (zero samples until seen), so every rank
+    holds the same counts for :meth:`synchronize` whichever datasets its batches held.
+    """
+
+    def __init__(self, ks: Sequence[int] = (1, 5), names: Sequence[str] = ()):
         self.ks = tuple(ks)
-        self.counts: Dict[str, dict] = {}
+        self.names = tuple(names)
+        self.reset()
 
     def update(self, scores: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
                masks: Optional[Mapping[str, torch.Tensor]] = None) -> None:
@@ -131,11 +136,16 @@ class ValMeter:
             c["correct"] = [int(round(total[f"{d}|{i}"])) for i in range(len(self.ks))]
 
     def summary(self) -> Dict[str, float]:
-        """``{"<d>_top<k>": %, "mean_top<k>": %}``."""
+        """``{"<d>_top<k>_acc": %, "mean_top<k0>_acc": %}`` (see :func:`accuracy_from_counts`)."""
         return accuracy_from_counts(self.counts, self.ks)
 
+    def top1(self) -> float:
+        """Top-1 accuracy (%) over every sample counted so far (first k), for progress bars."""
+        num = sum(c["num"] for c in self.counts.values())
+        return 100.0 * sum(c["correct"][0] for c in self.counts.values()) / max(num, 1)
+
     def reset(self) -> None:
-        self.counts = {}
+        self.counts = {n: {"num": 0, "correct": [0] * len(self.ks)} for n in self.names}
 
 
 class TestMeter:

@@ -51,8 +51,9 @@ def test_per_dataset_counts_and_accuracy_dict():
     counts = per_dataset_topk_correct(scores, labels, masks, ks=(1, 2))
     assert counts == {"k400": {"num": 2, "correct": [1, 2]}, "ssv2": {"num": 1, "correct": [1, 1]}}
     acc = accuracy_from_counts(counts, ks=(1, 2))
-    assert acc == pytest.approx({"k400_top1": 50.0, "k400_top2": 100.0, "ssv2_top1": 100.0,
-                                 "ssv2_top2": 100.0, "mean_top1": 75.0, "mean_top2": 100.0})
+    assert acc == pytest.approx({"k400_top1_acc": 50.0, "k400_top2_acc": 100.0,
+                                 "ssv2_top1_acc": 100.0, "ssv2_top2_acc": 100.0,
+                                 "mean_top1_acc": 75.0})
     empty = accuracy_from_counts({"mit": {"num": 0, "correct": [0, 0]}})
     assert empty == {}
 
@@ -62,7 +63,12 @@ def test_val_meter_accumulates_batches():
     vm.update({"a": torch.tensor([[1.0, 0.0]])}, {"a": torch.tensor([0])})
     vm.update({"a": torch.tensor([[1.0, 0.0], [1.0, 0.0]])}, {"a": torch.tensor([1, 1])})
     vm.synchronize()  # single process: unchanged
-    assert vm.summary() == pytest.approx({"a_top1": 100 / 3, "mean_top1": 100 / 3})
+    assert vm.summary() == pytest.approx({"a_top1_acc": 100 / 3, "mean_top1_acc": 100 / 3})
+    assert vm.top1() == pytest.approx(100 / 3)
+    named = ValMeter(ks=(1, 5), names=("a", "b"))  # "b" never seen: no keys, not in the mean
+    named.update({"a": torch.tensor([[0.0, 1.0, 0.0]])}, {"a": torch.tensor([1])})
+    assert named.counts["b"] == {"num": 0, "correct": [0, 0]}
+    assert named.summary() == {"a_top1_acc": 100.0, "a_top5_acc": 100.0, "mean_top1_acc": 100.0}
 
 
 def test_smoothed_value_and_group():
