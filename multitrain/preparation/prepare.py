@@ -19,9 +19,10 @@ import csv
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .h264 import add_video_stream
 from ..utils.io import atomic_write, atomic_write_text
@@ -29,7 +30,7 @@ from ..utils.parallel import pool_map
 
 __all__ = [
     "AnnotationError", "Prepared", "KINETICS_PATTERN", "convert_kinetics", "convert_mit",
-    "convert_ssv2", "write_prepared", "save_prepared", "drop_missing", "target_size", "resize_video",
+    "convert_ssv2", "write_prepared", "save_prepared", "run_prepare", "drop_missing", "target_size", "resize_video",
     "find_videos", "resize_videos", "ResizeReport", "VIDEO_EXTS",
 ]
 
@@ -334,6 +335,19 @@ def save_prepared(prepared: Prepared, out_dir: str, video_root: Optional[str] = 
         report.insert(1 + SPLITS.index(split),
                       f"{split}: {len(prepared.splits[split])} videos -> {written[split]}")
     return "\n".join(report + prepared.notes)
+
+
+def run_prepare(convert: Callable[[], Prepared], out_dir: str, video_root: str = "") -> int:
+    """A prepare_* script after parsing its arguments: ``convert()``, write with
+    :func:`save_prepared` and print its report; exit status 0, or 1 with one line on stderr
+    when the official files cannot be read or parsed."""
+    try:
+        prepared = convert()
+    except (AnnotationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(save_prepared(prepared, out_dir, video_root or None))
+    return 0
 
 
 # ------------------------------------------------------------------------------------
