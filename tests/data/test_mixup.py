@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from multitrain.transforms.mixup import (MixParams, MixUp, draw_mix_params, mix_inputs,
-                                              mix_labels, mixup_from_cfg, one_hot, smooth_labels)
+                                         mix_labels, mixup_from_cfg, one_hot, smooth_labels)
 
 CLASSES = {"kinetics": 5, "mit": 4, "ssv2": 3}
 

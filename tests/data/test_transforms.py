@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.pil_baseline import pil_eval_view, pil_train_clip
 from multitrain.transforms import (EvalViewTransform, TrainClipRecipe, build_clip_transform,
-                                        eval_view, uniform_crop_offsets)
+                                   eval_view, uniform_crop_offsets)
 from multitrain.transforms import geometry as G
 from multitrain.transforms import rand_augment as RA
 from multitrain.transforms.color import use_cpu_kernels
