@@ -2,7 +2,7 @@
 """Size, quality and decode time of the 320p benchmark video under x264 encoder settings.
 
 Encodes `loader_speed.texture_frames` (10 s, 426x320, 30 fps) with the resizer's options
-(`multitrain.data.prepare.encoder_options`: veryfast, crf 23, a keyframe every 32 frames)
+(`multitrain.preparation.prepare.encoder_options`: veryfast, crf 23, a keyframe every 32 frames)
 and variants, then for each file: its size, PSNR of all decoded frames against the source
 frames, and the median time of decoding a random 32x3 training span with decord on one
 thread (`loader_speed.decode`), the files interleaved span by span.
@@ -16,9 +16,10 @@ import time
 import numpy as np
 import torch
 
-from multitrain.data.prepare import DEFAULT_KEYINT, encoder_options
+from multitrain.preparation.h264 import write_h264
+from multitrain.preparation.prepare import DEFAULT_KEYINT, encoder_options
 
-from .loader_speed import decode, encode_video, texture_frames
+from .loader_speed import decode, texture_frames
 
 FPS = 30
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, opts) in enumerate(variants(args.keyint).items()):
             path = os.path.join(tmp, f"v{i}.mp4")
-            encode_video(path, source, FPS, opts)
+            write_h264(path, source, FPS, opts)
             rows[name] = {"path": path, "bytes": os.path.getsize(path),
                           "psnr": psnr(path, source), "times": []}
         for s in range(args.spans):  # interleaved: machine load hits every file alike

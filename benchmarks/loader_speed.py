@@ -31,8 +31,9 @@ import time
 import numpy as np
 import torch
 
-from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT, encoder_options
-from multitrain.data.transforms import TrainClipRecipe
+from multitrain.preparation.h264 import write_h264
+from multitrain.preparation.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT, encoder_options
+from multitrain.transforms import TrainClipRecipe
 
 from .pil_baseline import pil_train_clip
 
@@ -56,24 +57,6 @@ def texture_frames(seconds: float = 10.0, fps: int = 30, h: int = 320, w: int = 
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def encode_video(path: str, frames, fps: int, options: dict) -> None:
-    """H.264 file of uint8 [h, w, 3] frames with libx264 ``options`` (PyAV)."""
-    import av
-
-    container = av.open(path, "w")
-    stream = None
-    for frame in frames:
-        if stream is None:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-            stream.options = options
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-
-
 def add_encoding_args(ap: argparse.ArgumentParser) -> None:
     """``--gop`` and ``--no-fast-decode``: how the generated videos are encoded."""
     ap.add_argument("--gop", type=int, default=DEFAULT_KEYINT,
@@ -89,8 +72,8 @@ def make_320p_video(path: str, seconds: float = 10.0, fps: int = 30,
     """:func:`texture_frames` encoded with the options of ``datasets/resize_videos.py``.
     ``gop``: keyframe interval, 0 = x264's default (up to 250); ``fast_decode``: x264's
     fastdecode tuning, as the resizer's default."""
-    encode_video(path, texture_frames(seconds, fps), fps,
-                 encoder_options("libx264", 23, gop, fast_decode))
+    write_h264(path, texture_frames(seconds, fps), fps,
+               encoder_options("libx264", 23, gop, fast_decode))
 
 
 def decode(path: str, generator: torch.Generator) -> torch.Tensor:
@@ -139,8 +122,8 @@ def breakdown(path: str, clips: int = 100) -> None:
     """Where (b)'s time goes: each RandAugment op and the crop/resize, per clip."""
     from collections import defaultdict
 
-    import multitrain.data.transforms.geometry as geometry
-    import multitrain.data.transforms.rand_augment as ra
+    import multitrain.transforms.geometry as geometry
+    import multitrain.transforms.rand_augment as ra
 
     torch.set_num_threads(1)
     frames = decode(path, torch.Generator().manual_seed(0))

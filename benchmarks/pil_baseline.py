@@ -6,7 +6,7 @@ each drawn op to each frame with PIL (timm's op functions: ImageOps / ImageEnhan
 ``Image.transform``), each frame goes back with ``to_tensor`` (float in [0, 1]) and the
 frames are stacked, the WHOLE decoded clip is normalised in float, then cropped and
 resized with ``F.interpolate(bilinear)``, flipped and erased. It takes the same
-:class:`~multitrain.data.transforms.TrainClipParams` as the tensor recipe, so the two can
+:class:`~multitrain.transforms.TrainClipParams` as the tensor recipe, so the two can
 be compared draw for draw. Not used in training.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TVF
 from PIL import Image, ImageEnhance, ImageOps
 
-from multitrain.data.transforms import geometry as G
-from multitrain.data.transforms.erasing import apply_erasing
-from multitrain.data.transforms.rand_augment import RandAugmentParams, op_arguments
+from multitrain.transforms import geometry as G
+from multitrain.transforms.erasing import apply_erasing
+from multitrain.transforms.rand_augment import RandAugmentParams, op_arguments
 
 __all__ = ["pil_apply_op", "pil_rand_augment", "pil_train_clip", "pil_eval_view"]
 

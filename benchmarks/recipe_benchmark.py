@@ -31,8 +31,8 @@ import torch  # before decord (decord2's wheel crashes when imported first)
 from multitrain.config import load_config
 from multitrain.data.loader import MULTI_DATASET_NAME, build_dataset
 from multitrain.data.multi_dataset import collate_multi
-from multitrain.data.transforms import device_recipe
-from multitrain.data.transforms.device_recipe import draw_clip_samples
+from multitrain.data import device_recipe
+from multitrain.data.device_recipe import draw_clip_samples
 from multitrain.data.video_dataset import SampleKey
 from multitrain.engine.batch import move_batch, prepare_train_batch
 from multitrain.engine.trainer import Trainer

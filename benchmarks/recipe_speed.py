@@ -31,7 +31,7 @@ import tempfile
 
 import torch  # before decord
 
-from multitrain.data.prepare import DEFAULT_FAST_DECODE
+from multitrain.preparation.prepare import DEFAULT_FAST_DECODE
 
 from . import recipe_benchmark as rb
 from .loader_speed import add_encoding_args, make_320p_video

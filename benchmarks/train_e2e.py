@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from multitrain.data.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT
+from multitrain.preparation.prepare import DEFAULT_FAST_DECODE, DEFAULT_KEYINT
 from multitrain.engine.writers import parse_json_stats
 
 from .eval_decode_speed import make_corpus

@@ -10,7 +10,7 @@ and was written in the current format, unless --force.
 import argparse
 import json
 
-from multitrain.data.synthetic import (
+from multitrain.preparation.synthetic import (
     CORPUS_FORMAT, DEFAULT_COUNTS, make_synthetic_corpus, read_corpus_summary,
 )
 

@@ -11,11 +11,8 @@ label, label_underscore, label_id and split. Without a labelled --test, test.csv
 val.csv. --video-root drops (and lists) lines whose video is not there.
 """
 import argparse
-import sys
 
-from multitrain.data.prepare import (
-    KINETICS_PATTERN, AnnotationError, convert_kinetics, save_prepared,
-)
+from multitrain.preparation.prepare import KINETICS_PATTERN, convert_kinetics, run_prepare
 
 
 def main(argv=None) -> int:
@@ -27,13 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--pattern", default=KINETICS_PATTERN, help="video file name pattern")
     p.add_argument("--video-root", default="", help="drop lines whose video is missing here")
     args = p.parse_args(argv)
-    try:
-        prepared = convert_kinetics(args.train, args.val, args.test or None, args.pattern)
-    except (AnnotationError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(save_prepared(prepared, args.out, args.video_root or None))
-    return 0
+    return run_prepare(lambda: convert_kinetics(args.train, args.val, args.test or None,
+                                                args.pattern), args.out, args.video_root)
 
 
 if __name__ == "__main__":

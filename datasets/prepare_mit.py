@@ -10,9 +10,8 @@ Official rows: filename,label,agree,disagree; categories: name,index. Paths beco
 them). test.csv copies val.csv (MiT test labels are not public).
 """
 import argparse
-import sys
 
-from multitrain.data.prepare import AnnotationError, convert_mit, save_prepared
+from multitrain.preparation.prepare import convert_mit, run_prepare
 
 
 def main(argv=None) -> int:
@@ -25,13 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--val-dir", default="validation", help="folder prefix of validation videos")
     p.add_argument("--video-root", default="", help="drop lines whose video is missing here")
     args = p.parse_args(argv)
-    try:
-        prepared = convert_mit(args.train, args.val, args.categories, args.train_dir, args.val_dir)
-    except (AnnotationError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(save_prepared(prepared, args.out, args.video_root or None))
-    return 0
+    return run_prepare(lambda: convert_mit(args.train, args.val, args.categories, args.train_dir,
+                                           args.val_dir), args.out, args.video_root)
 
 
 if __name__ == "__main__":

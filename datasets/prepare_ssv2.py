@@ -10,9 +10,8 @@ Labels: {template without brackets: "index"}; train/validation: lists of
 the test ids and their answers (id;class name lines) are both given.
 """
 import argparse
-import sys
 
-from multitrain.data.prepare import AnnotationError, convert_ssv2, save_prepared
+from multitrain.preparation.prepare import convert_ssv2, run_prepare
 
 
 def main(argv=None) -> int:
@@ -26,14 +25,9 @@ def main(argv=None) -> int:
     p.add_argument("--ext", default="webm", help="video extension (webm as released; mp4 if converted)")
     p.add_argument("--video-root", default="", help="drop lines whose video is missing here")
     args = p.parse_args(argv)
-    try:
-        prepared = convert_ssv2(args.labels, args.train, args.val, args.test or None,
-                                args.test_answers or None, args.ext.lstrip("."))
-    except (AnnotationError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(save_prepared(prepared, args.out, args.video_root or None))
-    return 0
+    return run_prepare(lambda: convert_ssv2(args.labels, args.train, args.val, args.test or None,
+                                            args.test_answers or None, args.ext.lstrip(".")),
+                       args.out, args.video_root)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ target are copied. Failures are listed at the end; the exit status is 1 if any.
 import argparse
 import sys
 
-from multitrain.data.prepare import DEFAULT_KEYINT, resize_videos
+from multitrain.preparation.prepare import DEFAULT_KEYINT, resize_videos
 
 
 def parse_args(argv=None):

@@ -10,7 +10,7 @@ from mt_testing import CONFORMANCE, DEMO_CONFIG, REPO, SHARED, corpus_overrides 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory):
     """A small synthetic corpus (real H.264 files): 4 train / 2 val / 2 test videos per class."""
-    from multitrain.data.synthetic import make_synthetic_corpus
+    from multitrain.preparation.synthetic import make_synthetic_corpus
 
     root = str(tmp_path_factory.mktemp("small_corpus"))
     make_synthetic_corpus(root, {"train": 4, "val": 2, "test": 2}, num_workers=2)

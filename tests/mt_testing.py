@@ -164,24 +164,21 @@ def first_batches(cfg, split: str, n: int = 2) -> list:
 def write_pattern_video(path, frames: int, height: int, width: int, fps: int = 30) -> None:
     """A real H.264 file with gradients, a checkerboard and a moving box (texture, edges
     and motion, so every clip op has work to do)."""
-    import av
     import numpy as np
 
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    from multitrain.preparation.h264 import write_h264
+
     yy, xx = np.mgrid[0:height, 0:width]
-    for i in range(frames):
+
+    def pattern(i):
         img = np.zeros((height, width, 3), np.uint8)
         img[..., 0] = (xx * 255 // width + 7 * i) % 256
         img[..., 1] = yy * 220 // height + 10
         img[..., 2] = ((xx // 16 + yy // 16 + i) % 2) * 190 + 30
         img[height // 4:height // 2, 20 + 4 * i:60 + 4 * i] = (230, 40, 90)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+        return img
+
+    write_h264(path, (pattern(i) for i in range(frames)), fps)
 
 
 def pyav_frames(path):

@@ -14,7 +14,7 @@ import json
 import sys
 
 from multitrain.config import ConfigError, load_config
-from multitrain.data.dataset_check import (
+from multitrain.preparation.dataset_check import (
     check_datasets, format_report, report_to_dict, sources_from_cfg,
 )
 

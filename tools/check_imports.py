@@ -4,7 +4,10 @@
     python tools/check_imports.py [--package DIR]   # default: the repository's multitrain/
 
 Rules (every import counts, including those inside functions):
-  * no module of multitrain.data or multitrain.models imports multitrain.engine;
+  * multitrain.decoding and multitrain.transforms import none of multitrain.data,
+    multitrain.preparation and multitrain.engine;
+  * multitrain.data imports neither multitrain.preparation nor multitrain.engine;
+  * multitrain.models does not import multitrain.engine;
   * multitrain.config imports no other multitrain subpackage (it is a leaf);
   * no import cycle among multitrain's modules.
 The source is parsed, not imported, so the check needs no dependency installed.
@@ -18,7 +21,13 @@ import sys
 from typing import Dict, List, Set
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_ENGINE = ("data", "models")  # subpackages that must not import the engine
+# subpackage -> the subpackages it must not import (the arrows point down only)
+FORBIDDEN = {
+    "decoding": ("data", "preparation", "engine"),
+    "transforms": ("data", "preparation", "engine"),
+    "data": ("preparation", "engine"),
+    "models": ("engine",),
+}
 LEAF = "config"  # the subpackage that imports no other one
 
 
@@ -118,9 +127,9 @@ def check(package_dir: str) -> List[str]:
         sub = _subpackage(module)
         for target in sorted(graph[module]):
             tsub = _subpackage(target)
-            if sub in NO_ENGINE and tsub == "engine":
+            if tsub in FORBIDDEN.get(sub, ()):
                 problems.append(f"{files[module]}: {module} imports {target} "
-                                f"({top}.{sub} must not depend on {top}.engine)")
+                                f"({top}.{sub} must not depend on {top}.{tsub})")
             if sub == LEAF and tsub != LEAF:
                 problems.append(f"{files[module]}: {module} imports {target} "
                                 f"({top}.{LEAF} imports no other {top} subpackage)")

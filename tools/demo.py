@@ -24,7 +24,7 @@ DEMO_CORPUS = {"videos_per_class": {"train": 300, "val": 16, "test": 32},
 
 def corpus_ready(data_dir: str) -> bool:
     """A complete corpus made with the demo's counts and sizes is in ``data_dir``."""
-    from multitrain.data.synthetic import CORPUS_FORMAT, read_corpus_summary
+    from multitrain.preparation.synthetic import CORPUS_FORMAT, read_corpus_summary
 
     summary = read_corpus_summary(data_dir)
     return (summary is not None and summary.get("format") == CORPUS_FORMAT
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from multitrain.analysis.relations import format_relations, learned_relations, score_against_truth
     from multitrain.checkpoint import checkpoint_dir, find_latest, read_model_state
-    from multitrain.data.synthetic import make_synthetic_corpus
+    from multitrain.preparation.synthetic import make_synthetic_corpus
     from multitrain.engine.launch import run, run_test
     from multitrain.utils.logging import setup_logging
 

@@ -43,7 +43,7 @@ class Mutant(NamedTuple):
 
 
 LOSSES, SAMPLING = "multitrain/models/losses.py", "multitrain/data/sampling.py"
-MIXUP, STEP = "multitrain/data/transforms/mixup.py", "multitrain/engine/train_step.py"
+MIXUP, STEP = "multitrain/transforms/mixup.py", "multitrain/engine/train_step.py"
 CKPT, EVAL = "multitrain/checkpoint/checkpointer.py", "multitrain/engine/evaluator.py"
 T_LOSSES, T_SAMPLING, T_MIXUP = "tests/models/test_losses.py", "tests/data/test_sampling.py", "tests/data/test_mixup.py"
 T_STEP, T_CKPT = "tests/engine/test_train_step.py", "tests/engine/test_checkpoint.py"

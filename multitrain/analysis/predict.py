@@ -32,9 +32,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from ..data.decoder import VideoDecodeError, open_video
+from ..decoding.decoder import VideoDecodeError, open_video
 from ..data.sampling import segment_indices, test_clip_indices
-from ..data.transforms import eval_view
+from ..transforms import eval_view
 from ..data.video_dataset import default_random_flip, default_temporal_sampling
 
 __all__ = ["CLASSNAMES_DIR", "builtin_class_names", "load_class_names", "resolve_class_names",

@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from ..utils.io import atomic_write
 from .weights import (FINE_TUNE_PREFIXES, INFERENCE_UNUSED_PREFIXES, CheckpointError,
                       adapt_keys, extract_model_state, load_weights, read_checkpoint,
                       strip_module_prefix, unwrap_model)
@@ -154,17 +155,16 @@ def atomic_save(obj: dict, path: str) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}{_TMP_MARK}{os.getpid()}")
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write, tmp=tmp)
     except (OSError, RuntimeError) as e:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
         os_err = _find_oserror(e)
         if os_err is not None and os_err.errno == errno.ENOSPC:
             raise CheckpointError(f"disk full while writing checkpoint {path} (in {folder}); "

@@ -156,7 +156,7 @@ def read_model_state(path: str, what: str = "checkpoint") -> Tuple[dict, Dict[st
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DDP / DataParallel wrapper."""
+    """The module inside a ``DistributedDataParallel``/``DataParallel`` wrapper, else itself."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
 

@@ -165,7 +165,7 @@ def build_transform(cfg, split: str, dataset_name: str):
     device with ``AUG.ON_DEVICE``). Signatures: see :class:`VideoDataset`."""
     if cfg.AUG.ON_DEVICE:
         return None
-    from . import transforms as T  # the clip recipe package (multitrain/data/transforms)
+    from .. import transforms as T
     return T.build_clip_transform(cfg, split, dataset_name, random_flip=_random_flip(cfg, dataset_name))
 
 

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .annotations import parse_annotation_csv
-from .decoder import BACKENDS, VideoDecodeError, open_video
+from ..decoding.decoder import BACKENDS, VideoDecodeError, open_video
 from .sampling import clip_indices, segment_indices
 
 __all__ = ["VideoDataset", "SampleKey", "sample_seed", "recipe_generator",

@@ -36,11 +36,11 @@ def step_generator(seed: Tuple) -> torch.Generator:
 def prepare_train_batch(batch: dict, cfg, seed: Tuple) -> dict:
     """Apply the device-side recipe (if the loader left it to us) and Mixup/CutMix."""
     if cfg.AUG.ON_DEVICE:
-        from ..data.transforms import device_recipe
+        from ..data import device_recipe
 
         batch = device_recipe.apply_train_batch(batch, cfg)
     if cfg.MIXUP.ENABLE:
-        from ..data.transforms import mixup
+        from ..transforms import mixup
 
         batch = dict(batch)
         batch["inputs"], batch["labels"] = mixup.mixup_from_cfg(
@@ -51,7 +51,7 @@ def prepare_train_batch(batch: dict, cfg, seed: Tuple) -> dict:
 def prepare_eval_inputs(batch: dict, cfg) -> torch.Tensor:
     """The model input [B, 3, T, S, S] of an eval batch."""
     if cfg.AUG.ON_DEVICE:
-        from ..data.transforms import device_recipe
+        from ..data import device_recipe
 
         return device_recipe.apply_eval_batch(batch, cfg)
     return batch["inputs"]

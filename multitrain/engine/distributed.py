@@ -37,7 +37,7 @@ import torch.distributed as dist
 
 __all__ = [
     "LaunchSpec", "resolve_launch", "launch", "first_slurm_host", "get_rank", "get_world_size",
-    "get_local_rank", "get_local_size", "get_local_world_size", "is_main_process", "is_dist",
+    "get_local_rank", "get_local_size", "is_main_process", "is_dist",
     "get_device", "current_device", "wrap_ddp", "all_gather_with_grad", "gather_for_loss",
     "all_gather", "all_gather_object", "all_reduce_mean",
     "all_reduce_sum", "barrier", "destroy",
@@ -253,8 +253,6 @@ def get_local_size() -> int:
     """Processes on this node."""
     return _LOCAL["size"]
 
-
-get_local_world_size = get_local_size
 
 
 def is_main_process() -> bool:

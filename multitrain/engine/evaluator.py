@@ -12,8 +12,8 @@ from ..config import ConfigError
 from ..utils.progress import progress, set_postfix
 from . import distributed as du
 from .batch import move_batch, prepare_eval_inputs
-from .meters import TestMeter
-from .metrics import mean_average_precision, topk_correct
+from .meters import TestMeter, ValMeter
+from .metrics import mean_average_precision
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def validate(model, loader, cfg, device) -> Dict[str, float]:
     """
     model.eval()
     multi = cfg.MODEL.USE_MULTI_HEAD
-    counts: Dict[str, torch.Tensor] = {}  # dataset -> [correct@1, correct@5, n]
+    meter = ValMeter((1, 5), list(cfg.MODEL.MULTI_DATASETS) if multi else ())
     kept: Dict[str, list] = {}  # multi-label dataset -> [(probs, labels)] for the mAP
     bar = progress(loader, cfg, "val")
     for batch in bar:
@@ -44,31 +44,19 @@ def validate(model, loader, cfg, device) -> Dict[str, float]:
                 continue
             probs = _probs(model, x[sel], name, multi)
             labels = batch["labels"][name][sel]
-            c = counts.setdefault(name, torch.zeros(3, dtype=torch.float64))
-            k5 = min(5, probs.shape[1])
-            c[0] += float(topk_correct(probs, labels, 1))
-            c[1] += float(topk_correct(probs, labels, k5))
-            c[2] += int(sel.sum())
+            meter.update({name: probs}, {name: labels})
             if is_multi_label(cfg, name):
                 kept.setdefault(name, []).append((probs.float().cpu(), labels.float().cpu()))
-        seen = sum(float(c[2]) for c in counts.values())
-        set_postfix(bar, top1=100.0 * sum(float(c[0]) for c in counts.values()) / max(seen, 1.0))
+        set_postfix(bar, top1=meter.top1())
     model.train()
-    stats: Dict[str, float] = {}
-    names = list(cfg.MODEL.MULTI_DATASETS) if multi else list(counts)
-    for name in names:
-        c = du.all_reduce_sum(counts.get(name, torch.zeros(3, dtype=torch.float64)))
-        if c[2] > 0:
-            stats[f"{name}_top1_acc"] = 100.0 * float(c[0] / c[2])
-            stats[f"{name}_top5_acc"] = 100.0 * float(c[1] / c[2])
+    meter.synchronize()
+    stats = meter.summary()
+    for name in meter.counts:
         if is_multi_label(cfg, name):
             k = head_classes(cfg, name)
             probs, labels = (_gather_rows([p[i] for p in kept.get(name, [])], k, cfg) for i in (0, 1))
             if probs.shape[0]:
                 stats[f"{name}_mAP"] = mean_average_precision(probs, labels)
-    top1 = [v for k, v in stats.items() if k.endswith("_top1_acc")]
-    if top1:
-        stats["mean_top1_acc"] = sum(top1) / len(top1)
     logger.info("validation: %s", {k: round(v, 2) for k, v in stats.items()})
     return stats
 

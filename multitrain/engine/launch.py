@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 from typing import Dict
 
-import numpy as np
 import torch
 
 from ..utils import paths
 from ..utils.logging import setup_logging
+from ..utils.rng import seed_everything
 from . import distributed as du
 
 logger = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ logger = logging.getLogger(__name__)
 def _user_errors():
     from ..checkpoint.checkpointer import CheckpointError
     from ..config import ConfigError
-    from ..data.decoder import VideoDecodeError
+    from ..decoding.decoder import VideoDecodeError
     from .train_step import NonFiniteLossError
 
     return (ConfigError, CheckpointError, VideoDecodeError, NonFiniteLossError, FileNotFoundError)
@@ -49,12 +48,6 @@ def run(cfg, init_method=None) -> int:
     return 0
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def main_worker(cfg) -> Dict[str, Dict[str, float]]:
     """One process of the job (distributed already initialised when world size > 1)."""
     rank = du.get_rank()
@@ -62,7 +55,7 @@ def main_worker(cfg) -> Dict[str, Dict[str, float]]:
     seed_everything(cfg.RNG_SEED + rank)
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     if cfg.NUM_GPUS == 0 and "OMP_NUM_THREADS" not in os.environ:  # share the cores between ranks
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, du.get_local_world_size())))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, du.get_local_size())))
     logger.info("command line: %s", " ".join(sys.argv))
     results: Dict[str, Dict[str, float]] = {}
     if cfg.TEST.ENABLE:  # a test that cannot run should fail before training, not after

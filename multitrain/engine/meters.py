@@ -1,4 +1,4 @@
-"""Meters: running averages for the train log, validation counts, multi-view test ensembling.
+"""Meters: validation top-k counts and multi-view test ensembling.
 
 Stateful accumulators built on the pure functions of :mod:`multitrain.engine.metrics`.
 The only communication is ``ValMeter.synchronize`` (a collective: call it on every rank);
@@ -8,7 +8,6 @@ The only communication is ``ValMeter.synchronize`` (a collective: call it on eve
 import logging
 import math
 import os
-from collections import deque
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -18,100 +17,22 @@ from . import distributed as du
 from .metrics import (accuracy_from_counts, mean_average_precision, per_dataset_topk_correct,
                       topk_correct)
 
-__all__ = ["SmoothedValue", "MeterGroup", "ValMeter", "TestMeter"]
+__all__ = ["ValMeter", "TestMeter"]
 
 logger = logging.getLogger(__name__)
 
 
-class SmoothedValue:
-    """A scalar series: windowed average/median and global average.
-
-    Args:
-        window: number of recent values the windowed statistics use.
-    """
-
-    def __init__(self, window: int = 20):
-        self.values = deque(maxlen=window)
-        self.total = 0.0
-        self.count = 0
-
-    def update(self, value: float, n: int = 1) -> None:
-        """Add ``value`` (a mean over ``n`` items: it weighs n in the global average)."""
-        value = float(value)
-        self.values.append(value)
-        self.total += value * n
-        self.count += n
-
-    @property
-    def latest(self) -> float:
-        return self.values[-1] if self.values else math.nan
-
-    @property
-    def avg(self) -> float:
-        """Mean of the window."""
-        return sum(self.values) / len(self.values) if self.values else math.nan
-
-    @property
-    def median(self) -> float:
-        """Median of the window."""
-        if not self.values:
-            return math.nan
-        s = sorted(self.values)
-        mid = len(s) // 2
-        return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
-
-    @property
-    def global_avg(self) -> float:
-        """Weighted mean of every value since creation (or reset)."""
-        return self.total / self.count if self.count else math.nan
-
-    def reset(self) -> None:
-        self.values.clear()
-        self.total, self.count = 0.0, 0
-
-
-class MeterGroup:
-    """Named :class:`SmoothedValue` meters created on first update (loss terms, lr, times).
-
-    Example: ``meters.update({"loss": 1.2, "lr": 1e-4}, n=batch)``, then
-    ``meters.averages()`` for the log line of the window and ``meters.global_averages()``
-    for the epoch summary.
-    """
-
-    def __init__(self, window: int = 20):
-        self.window = window
-        self.meters: Dict[str, SmoothedValue] = {}
-
-    def update(self, values: Mapping[str, float], n: int = 1) -> None:
-        """Tensors are read with ``.item()`` (a host sync: call once per log step if slow)."""
-        for name, v in values.items():
-            if isinstance(v, torch.Tensor):
-                v = v.detach().float().item()
-            self.meters.setdefault(name, SmoothedValue(self.window)).update(v, n)
-
-    def __getitem__(self, name: str) -> SmoothedValue:
-        return self.meters[name]
-
-    def averages(self) -> Dict[str, float]:
-        return {k: m.avg for k, m in self.meters.items()}
-
-    def medians(self) -> Dict[str, float]:
-        return {k: m.median for k, m in self.meters.items()}
-
-    def global_averages(self) -> Dict[str, float]:
-        return {k: m.global_avg for k, m in self.meters.items()}
-
-    def reset(self) -> None:
-        for m in self.meters.values():
-            m.reset()
-
-
 class ValMeter:
-    """Per-dataset top-k counts over a validation pass."""
+    """Per-dataset top-k counts over a validation pass.
 
-    def __init__(self, ks: Sequence[int] = (1, 5)):
+    ``names``: datasets counted from the start (zero samples until seen), so every rank
+    holds the same counts for :meth:`synchronize` whichever datasets its batches held.
+    """
+
+    def __init__(self, ks: Sequence[int] = (1, 5), names: Sequence[str] = ()):
         self.ks = tuple(ks)
-        self.counts: Dict[str, dict] = {}
+        self.names = tuple(names)
+        self.reset()
 
     def update(self, scores: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
                masks: Optional[Mapping[str, torch.Tensor]] = None) -> None:
@@ -131,11 +52,16 @@ class ValMeter:
             c["correct"] = [int(round(total[f"{d}|{i}"])) for i in range(len(self.ks))]
 
     def summary(self) -> Dict[str, float]:
-        """``{"<d>_top<k>": %, "mean_top<k>": %}``."""
+        """``{"<d>_top<k>_acc": %, "mean_top<k0>_acc": %}`` (see :func:`accuracy_from_counts`)."""
         return accuracy_from_counts(self.counts, self.ks)
 
+    def top1(self) -> float:
+        """Top-1 accuracy (%) over every sample counted so far (first k), for progress bars."""
+        num = sum(c["num"] for c in self.counts.values())
+        return 100.0 * sum(c["correct"][0] for c in self.counts.values()) / max(num, 1)
+
     def reset(self) -> None:
-        self.counts = {}
+        self.counts = {n: {"num": 0, "correct": [0] * len(self.ks)} for n in self.names}
 
 
 class TestMeter:

@@ -96,21 +96,20 @@ def accuracy_from_counts(counts: Mapping[str, dict], ks: Sequence[int] = (1, 5))
     """Flat accuracy dict from (possibly summed) counts of :func:`per_dataset_topk_correct`.
 
     Returns:
-        ``{"<dataset>_top<k>": %, ..., "mean_top<k>": mean over datasets with samples}``;
-        a dataset without samples is left out of its keys and of the mean.
+        ``{"<dataset>_top<k>_acc": %, ..., "mean_top<k0>_acc": %}``, the mean over the
+        datasets with samples of the first k's accuracy; a dataset without samples is left
+        out of its keys and of the mean.
     """
     flat: Dict[str, float] = {}
-    per_k = {k: [] for k in ks}
+    first = []
     for name, c in counts.items():
         if c["num"] == 0:
             continue
         for k, correct in zip(ks, c["correct"]):
-            acc = 100.0 * correct / c["num"]
-            flat[f"{name}_top{k}"] = acc
-            per_k[k].append(acc)
-    for k in ks:
-        if per_k[k]:
-            flat[f"mean_top{k}"] = sum(per_k[k]) / len(per_k[k])
+            flat[f"{name}_top{k}_acc"] = 100.0 * correct / c["num"]
+        first.append(flat[f"{name}_top{ks[0]}_acc"])
+    if first:
+        flat[f"mean_top{ks[0]}_acc"] = sum(first) / len(first)
     return flat
 
 

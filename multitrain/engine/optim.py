@@ -19,15 +19,11 @@ from typing import Iterable, List
 import torch
 from torch import nn
 
-__all__ = ["param_groups", "build_optimizer", "unwrap_model"]
+from ..checkpoint.weights import unwrap_model
+
+__all__ = ["param_groups", "build_optimizer"]
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel``/``DataParallel`` wrapper, else itself."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
 
 
 def param_groups(model: nn.Module, weight_decay: float, zero_wd_1d: bool = True,

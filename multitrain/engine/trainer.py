@@ -93,7 +93,7 @@ class Trainer:
         self.start_step = start_iter // self.accum
         self.start_position = int(state.get("epoch_position", self.start_step * self.videos_per_step))
         if "rng_states" in state:  # one entry per rank
-            rng.set_rng_state(state["rng_states"][self.rank])
+            rng.restore_rng_state(state["rng_states"][self.rank])
         if self.start_step >= self.steps_per_epoch:
             self.start_epoch, self.start_step, self.start_position = self.start_epoch + 1, 0, 0
 
@@ -124,7 +124,7 @@ class Trainer:
 
     def save(self, epoch: int, step: Optional[int] = None) -> None:
         """Checkpoint after `epoch` (0-based) ends, or after `step` steps of it."""
-        extra = {"rng_states": du.all_gather_object(rng.get_rng_state()),
+        extra = {"rng_states": du.all_gather_object(rng.capture_rng_state()),
                  "world_size": self.world_size, "global_batch": self.videos_per_step}
         if step is None:
             self.checkpointer.save(epoch, extra=extra)

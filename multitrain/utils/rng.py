@@ -11,8 +11,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "derived_seed", "capture_rng_state", "restore_rng_state", "get_rng_state",
-           "set_rng_state"]
+__all__ = ["seed_everything", "derived_seed", "capture_rng_state", "restore_rng_state"]
 
 
 def seed_everything(seed: int) -> None:
@@ -96,8 +95,3 @@ def restore_rng_state(state: dict) -> None:
     ps = state["python"]
     internal = tuple(int(v) for v in ps["internal"].tolist())
     random.setstate((int(ps["version"]), internal, ps["gauss_next"]))
-
-
-# Short names used by the trainer.
-get_rng_state = capture_rng_state
-set_rng_state = restore_rng_state

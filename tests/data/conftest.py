@@ -7,9 +7,10 @@ therefore read back WHICH frames a decoder or dataset returned.
 import os
 import types
 
-import av
 import numpy as np
 import pytest
+
+from multitrain.preparation.h264 import write_h264
 
 # name -> (frames, fps, width, height); varied length, rate and size.
 GOOD_VIDEOS = {
@@ -36,22 +37,15 @@ def read_code(frame) -> int:
 def write_video(path, frames, fps, width, height, faststart=False, gop=8):
     """Encode `frames` synthetic frames as H.264/yuv420p MP4 with B-frames and key
     frames every `gop` frames (so seeking is exercised)."""
-    from fractions import Fraction
-    opts = {"movflags": "faststart"} if faststart else {}
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w", options=opts) as c:
-        s = c.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.codec_context.gop_size = gop
-        s.options = {"bf": "2", "crf": "12"}
-        rng = np.random.RandomState(0)
-        for i in range(frames):
-            img = np.full((height, width, 3), frame_code(i), np.uint8)
-            img[: height // 3, : width // 3] = rng.randint(0, 255, (height // 3, width // 3, 3))
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    rng = np.random.RandomState(0)
+
+    def frame(i):
+        img = np.full((height, width, 3), frame_code(i), np.uint8)
+        img[: height // 3, : width // 3] = rng.randint(0, 255, (height // 3, width // 3, 3))
+        return img
+
+    write_h264(path, (frame(i) for i in range(frames)), fps, {"bf": "2", "crf": "12", "g": str(gop)},
+               container_options={"movflags": "faststart"} if faststart else None)
 
 
 def _write_csv(path, rows):

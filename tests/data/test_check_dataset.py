@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 from multitrain.config import load_config
-from multitrain.data.dataset_check import (
+from multitrain.preparation.dataset_check import (
     DatasetSource, check_datasets, format_report, probe_video, read_annotations, sources_from_cfg,
 )
-from multitrain.data.synthetic import DATASETS, make_synthetic_corpus
+from multitrain.preparation.synthetic import DATASETS, make_synthetic_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data import decoder
-from multitrain.data.decoder import DecordReader, PyAVReader, VideoDecodeError, open_video
-from multitrain.data.synthetic import encode_video
+from multitrain.decoding import decoder
+from multitrain.decoding.decoder import DecordReader, PyAVReader, VideoDecodeError, open_video
+from multitrain.preparation.synthetic import encode_video
 from mt_testing import assert_close_to, pyav_frames
 
 BACKENDS = ["decord", "pyav"]
@@ -168,7 +168,7 @@ def check_widths(tmp_path, widths):
     h, n = 32, 3
     for width in widths:
         path = str(tmp_path / f"w{width}.mp4")
-        encode_video(path, (quadrant_frame(i, h, width) for i in range(n)), 25, width, h, crf=10)
+        encode_video(path, (quadrant_frame(i, h, width) for i in range(n)), 25, crf=10)
         with open_video(path) as r:
             assert (r.num_frames, r.height, r.width) == (n, h, width)
             got = r.get_frames([2, 0, 1])

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.transforms.mixup import (MixParams, MixUp, draw_mix_params, mix_inputs,
-                                              mix_labels, mixup_from_cfg, one_hot, smooth_labels)
+from multitrain.transforms.mixup import (MixParams, MixUp, draw_mix_params, mix_inputs,
+                                         mix_labels, mixup_from_cfg, one_hot, smooth_labels)
 
 CLASSES = {"kinetics": 5, "mit": 4, "ssv2": 3}
 

@@ -10,12 +10,12 @@ import pytest
 import torch.nn.functional as F
 
 from multitrain.data.annotations import parse_annotation_csv
-from multitrain.data.decoder import open_video
-from multitrain.data.prepare import (
+from multitrain.decoding.decoder import open_video
+from multitrain.preparation.prepare import (
     AnnotationError, convert_kinetics, convert_mit, convert_ssv2, drop_missing, resize_video,
     resize_videos, save_prepared, target_size, write_prepared,
 )
-from multitrain.data.synthetic import VideoSpec, encode_video, render_video
+from multitrain.preparation.synthetic import VideoSpec, encode_video, render_video
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "fixtures_official")
@@ -166,7 +166,7 @@ def source_videos(tmp_path_factory):
              "sub/b.mp4": VideoSpec("blue", "still", 11, 30, 96, 128, (2,))}
     for name, spec in specs.items():
         os.makedirs(os.path.dirname(root / name), exist_ok=True)
-        encode_video(str(root / name), render_video(spec), spec.fps, spec.width, spec.height)
+        encode_video(str(root / name), render_video(spec), spec.fps)
     (root / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     return root, specs
 

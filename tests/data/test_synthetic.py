@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from multitrain.data.decoder import open_video
-from multitrain.data.synthetic import (
+from multitrain.decoding.decoder import open_video
+from multitrain.preparation.h264 import rgb_to_yuv420p
+from multitrain.preparation.synthetic import (
     CORPUS_FORMAT, DATASETS, VideoSpec, make_synthetic_corpus, read_corpus_summary, render_video,
-    rgb_to_yuv420p,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

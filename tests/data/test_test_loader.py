@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import multitrain.data.video_dataset as video_dataset
-from multitrain.data.decoder import VideoDecodeError
+from multitrain.decoding.decoder import VideoDecodeError
 from multitrain.data.loader import ShardSampler
 from multitrain.data.multi_dataset import collate_multi
 from multitrain.data.test_loader import DecodeOnceTestLoader, group_views

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from benchmarks.pil_baseline import pil_eval_view, pil_train_clip
-from multitrain.data.transforms import (EvalViewTransform, TrainClipRecipe, build_clip_transform,
-                                        eval_view, uniform_crop_offsets)
-from multitrain.data.transforms import geometry as G
-from multitrain.data.transforms import rand_augment as RA
-from multitrain.data.transforms.color import use_cpu_kernels
-from multitrain.data.transforms.erasing import apply_erasing, draw_erasing_params
+from multitrain.transforms import (EvalViewTransform, TrainClipRecipe, build_clip_transform,
+                                   eval_view, uniform_crop_offsets)
+from multitrain.transforms import geometry as G
+from multitrain.transforms import rand_augment as RA
+from multitrain.transforms.color import use_cpu_kernels
+from multitrain.transforms.erasing import apply_erasing, draw_erasing_params
 
-from multitrain.data.decoder import open_video
+from multitrain.decoding.decoder import open_video
 from mt_testing import write_pattern_video
 
 SEED_AA = "rand-m7-n4-mstd0.5-inc1"
@@ -341,7 +341,7 @@ def test_device_recipe_on_a_raw_batch(small, clip320):
     a function of the item seed only; test items get their spatial view."""
     from multitrain.config import get_cfg
     from multitrain.data.multi_dataset import collate_multi
-    from multitrain.data.transforms import device_recipe
+    from multitrain.data import device_recipe
 
     cfg = get_cfg()
     cfg.AUG.ENABLE, cfg.AUG.AA_TYPE, cfg.AUG.NUM_SAMPLE = True, SEED_AA, 2

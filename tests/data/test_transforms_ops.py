@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from benchmarks.pil_baseline import pil_apply_op, pil_rand_augment
-from multitrain.data.decoder import open_video
-from multitrain.data.transforms import rand_augment as RA
-from multitrain.data.transforms.color import use_cpu_kernels
-from multitrain.data.transforms.warp import source_box, warp_affine
+from multitrain.decoding.decoder import open_video
+from multitrain.transforms import rand_augment as RA
+from multitrain.transforms.color import use_cpu_kernels
+from multitrain.transforms.warp import source_box, warp_affine
 
 from mt_testing import write_pattern_video  # noqa: E402
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multitrain.data.annotations import parse_annotation_csv
-from multitrain.data.decoder import VideoDecodeError
+from multitrain.decoding.decoder import VideoDecodeError
 from multitrain.data.sampling import segment_indices
 from multitrain.data.sampling import test_clip_indices as views_of
 from multitrain.data.video_dataset import SampleKey, VideoDataset
@@ -117,7 +117,7 @@ def test_test_views_are_the_frames_of_an_independent_decode(video_corpus, backen
     decord's frames where it works on this CPU, PyAV's where the reader fell back."""
     from mt_testing import assert_close_to, pyav_frames
 
-    from multitrain.data import decoder
+    from multitrain.decoding import decoder
 
     ds = make(video_corpus, "test", num_frames=8, num_ensemble_views=2, backend=backend)
     decoded = {}
@@ -197,7 +197,7 @@ def test_dataset_reports_bad_label_with_file_and_line(video_corpus, tmp_path):
 
 # --------------------------------------------------------------------------- real recipe
 def test_with_the_real_clip_recipe(video_corpus):
-    pytest.importorskip("multitrain.data.transforms")
+    pytest.importorskip("multitrain.transforms")
     from multitrain.config import get_cfg
     from multitrain.data.loader import build_loader
 

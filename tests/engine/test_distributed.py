@@ -104,9 +104,11 @@ def worker_main(cfg):
     tm.update(*(du.all_gather(t) for t in (probs[vid, view], vid, view)), labels=du.all_gather(labels[vid]))
     test_result = tm.finalize()
 
-    vm = ValMeter()
+    vm = ValMeter(names=("a", "b"))
     half = slice(2 * rank, 2 * rank + 2)  # videos 0-1 on rank 0, 2-3 on rank 1
     vm.update({"a": probs[half, 0]}, {"a": labels[half]})
+    if rank == 1:  # a dataset only one rank's batches held
+        vm.update({"b": probs[:1, 1]}, {"b": labels[:1]})
     vm.synchronize()
 
     du.barrier()
@@ -219,8 +221,11 @@ def check_results(out: Path):
         expect_top1 = 100.0 * float((ref_scores.argmax(1) == labels).float().mean())
         assert r["test"]["top1"] == pytest.approx(expect_top1)
         all_scores = probs[:, 0]
-        assert r["val"]["a_top1"] == pytest.approx(
+        assert r["val"]["a_top1_acc"] == pytest.approx(
             100.0 * float((all_scores.argmax(1) == labels).float().mean()))
+        # "b" was seen by rank 1 only; both ranks hold its summed counts
+        assert r["val"]["b_top1_acc"] == pytest.approx(
+            100.0 * float(probs[0, 1].argmax() == labels[0]))
 
 
 def _assert_ok(rcs, outs):

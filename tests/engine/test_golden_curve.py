@@ -54,7 +54,7 @@ def test_demo_config_reproduces_the_golden_loss_curve(small_corpus, tmp_path):
 
 
 if __name__ == "__main__":
-    from multitrain.data.synthetic import make_synthetic_corpus
+    from multitrain.preparation.synthetic import make_synthetic_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.join(tmp, "corpus")  # the suite's small_corpus (tests/conftest.py)

@@ -1,11 +1,10 @@
-"""Top-k metrics (single- and multi-label), running meters, multi-view test ensembling."""
-import math
+"""Top-k metrics (single- and multi-label), multi-view test ensembling."""
 
 import numpy as np
 import pytest
 import torch
 
-from multitrain.engine.meters import MeterGroup, SmoothedValue, TestMeter, ValMeter
+from multitrain.engine.meters import TestMeter, ValMeter
 from multitrain.engine.metrics import (accuracy_from_counts, per_dataset_topk_correct,
                                        topk_accuracy, topk_correct)
 
@@ -51,8 +50,9 @@ def test_per_dataset_counts_and_accuracy_dict():
     counts = per_dataset_topk_correct(scores, labels, masks, ks=(1, 2))
     assert counts == {"k400": {"num": 2, "correct": [1, 2]}, "ssv2": {"num": 1, "correct": [1, 1]}}
     acc = accuracy_from_counts(counts, ks=(1, 2))
-    assert acc == pytest.approx({"k400_top1": 50.0, "k400_top2": 100.0, "ssv2_top1": 100.0,
-                                 "ssv2_top2": 100.0, "mean_top1": 75.0, "mean_top2": 100.0})
+    assert acc == pytest.approx({"k400_top1_acc": 50.0, "k400_top2_acc": 100.0,
+                                 "ssv2_top1_acc": 100.0, "ssv2_top2_acc": 100.0,
+                                 "mean_top1_acc": 75.0})
     empty = accuracy_from_counts({"mit": {"num": 0, "correct": [0, 0]}})
     assert empty == {}
 
@@ -62,22 +62,12 @@ def test_val_meter_accumulates_batches():
     vm.update({"a": torch.tensor([[1.0, 0.0]])}, {"a": torch.tensor([0])})
     vm.update({"a": torch.tensor([[1.0, 0.0], [1.0, 0.0]])}, {"a": torch.tensor([1, 1])})
     vm.synchronize()  # single process: unchanged
-    assert vm.summary() == pytest.approx({"a_top1": 100 / 3, "mean_top1": 100 / 3})
-
-
-def test_smoothed_value_and_group():
-    sv = SmoothedValue(window=3)
-    for v in (1, 2, 3, 10):
-        sv.update(v)
-    assert (sv.latest, sv.avg, sv.median, sv.global_avg) == (10, 5.0, 3, 4.0)
-    sv.update(0.0, n=4)  # a mean over 4 items weighs 4
-    assert sv.global_avg == pytest.approx(16 / 8)
-    g = MeterGroup(window=2)
-    g.update({"loss": torch.tensor(2.0), "lr": 0.1})
-    g.update({"loss": 4.0, "lr": 0.1})
-    assert g.averages() == pytest.approx({"loss": 3.0, "lr": 0.1})
-    g.reset()
-    assert math.isnan(g["loss"].avg)
+    assert vm.summary() == pytest.approx({"a_top1_acc": 100 / 3, "mean_top1_acc": 100 / 3})
+    assert vm.top1() == pytest.approx(100 / 3)
+    named = ValMeter(ks=(1, 5), names=("a", "b"))  # "b" never seen: no keys, not in the mean
+    named.update({"a": torch.tensor([[0.0, 1.0, 0.0]])}, {"a": torch.tensor([1])})
+    assert named.counts["b"] == {"num": 0, "correct": [0, 0]}
+    assert named.summary() == {"a_top1_acc": 100.0, "a_top5_acc": 100.0, "mean_top1_acc": 100.0}
 
 
 def _views(num_videos=3, num_views=4, classes=5, seed=0):

@@ -60,7 +60,7 @@ def _test_cfg(root, out, extra=()):
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_test_video_is_an_error_naming_it(small_corpus, tmp_path, kind):
-    from multitrain.data.decoder import VideoDecodeError
+    from multitrain.decoding.decoder import VideoDecodeError
     from multitrain.data.loader import build_dataset
 
     root = str(tmp_path / "corpus")

@@ -38,11 +38,23 @@ def test_each_breach_is_reported(tmp_path):
         "multitrain/config/__init__.py": "",
         "multitrain/config/loader.py": "from .validate import check\nfrom ..data import loader\n",
         "multitrain/config/validate.py": "def check():\n    from multitrain.config.loader import Y\n",
+        "multitrain/preparation/__init__.py": "",
+        "multitrain/preparation/synthetic.py": "from ..data import loader\n",
+        "multitrain/data/sampling.py": "from multitrain.preparation import synthetic\n",
+        "multitrain/transforms/__init__.py": "",
+        "multitrain/transforms/recipe.py": "from ..data.loader import f\n",
+        "multitrain/decoding/__init__.py": "",
+        "multitrain/decoding/decoder.py": "from ..preparation.synthetic import Z\n",
     })
     r = _run("--package", pkg)
     assert r.returncode == 1
     lines = r.stdout.splitlines()
-    assert len(lines) == 4, lines
+    assert len(lines) == 7, lines
+    assert any("multitrain.data.sampling imports multitrain.preparation.synthetic "
+               "(multitrain.data must not depend on multitrain.preparation)" in ln for ln in lines)
+    assert any("multitrain.transforms.recipe imports multitrain.data.loader" in ln for ln in lines)
+    assert any("multitrain.decoding.decoder imports multitrain.preparation.synthetic" in ln
+               for ln in lines)
     assert any("multitrain.data.loader imports multitrain.engine.trainer" in ln for ln in lines)
     assert any("multitrain.models.mvit imports multitrain.engine.trainer" in ln for ln in lines)
     assert any("multitrain.config.loader imports multitrain.data.loader" in ln for ln in lines)
@@ -55,6 +67,9 @@ def test_clean_package_passes(tmp_path):
         "multitrain/config/__init__.py": "from .loader import load\n",
         "multitrain/config/loader.py": "import os\nload = os.path.join\n",
         "multitrain/engine/__init__.py": "from ..config import load\nfrom ..data import x\n",
-        "multitrain/data/__init__.py": "x = 1\n",
+        "multitrain/data/__init__.py": "from ..transforms import t\nfrom ..decoding import d\nx = 1\n",
+        "multitrain/transforms/__init__.py": "t = 1\n",
+        "multitrain/decoding/__init__.py": "d = 1\n",
+        "multitrain/preparation/__init__.py": "from ..data import x\nfrom ..decoding import d\n",
     })
     assert _run("--package", pkg).returncode == 0

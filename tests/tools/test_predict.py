@@ -62,7 +62,7 @@ test_datasets.__test__ = False  # a helper, not a test
 
 def dataset_views(cfg, ds, video):
     """All test views of one video through VideoDataset + the test transform: [V, 3, T, S, S]."""
-    from multitrain.data.transforms import build_clip_transform
+    from multitrain.transforms import build_clip_transform
 
     tf = build_clip_transform(cfg, "test", ds.dataset_name)
     views = []
@@ -85,7 +85,7 @@ def _training_clips(cfg):
     """Every test view of every train video: x [N, 3, T, S, S], labels [N], dataset ids [N]."""
     xs, ys, ids = [], [], []
     for i, (name, ds) in enumerate(test_datasets(cfg, "train").items()):
-        from multitrain.data.transforms import build_clip_transform
+        from multitrain.transforms import build_clip_transform
 
         tf = build_clip_transform(cfg, "test", name)
         windows = 1 if ds.temporal_sampling == "segment" else ds.num_ensemble_views

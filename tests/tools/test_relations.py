@@ -18,7 +18,7 @@ import torch
 from mt_testing import DEMO_CONFIG, load_tool
 
 from multitrain.analysis.relations import PROJ_PREFIX, split_pair
-from multitrain.data.synthetic import class_relations
+from multitrain.preparation.synthetic import class_relations
 
 relations_tool = load_tool("relations")
 

@@ -74,7 +74,7 @@ def test_original_layout_checkpoint_loads_for_test(small_corpus, tmp_path):
 def test_original_inference_command_full_size_model_on_synthetic_videos(tmp_path):
     """The README's inference command end to end: MViTv2-B 32x3 (random weights: no file),
     multi-view testing of a few synthetic videos on the CPU."""
-    from multitrain.data.synthetic import make_synthetic_corpus
+    from multitrain.preparation.synthetic import make_synthetic_corpus
 
     root = tmp_path / "corpus"
     make_synthetic_corpus(str(root), {"train": 1, "val": 1, "test": 1}, num_workers=2)

@@ -16,8 +16,9 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from ..video_dataset import recipe_generator
-from .recipe import EvalViewTransform, TrainClipParams, TrainClipRecipe
+from .multi_dataset import expand_raw_batch
+from .video_dataset import recipe_generator
+from ..transforms.recipe import EvalViewTransform, TrainClipParams, TrainClipRecipe
 
 __all__ = ["apply_train_batch", "apply_eval_batch", "draw_clip_samples"]
 
@@ -31,8 +32,6 @@ def draw_clip_samples(recipe: TrainClipRecipe, seed: int, clip_hw, k: int) -> Li
 def apply_train_batch(batch: dict, cfg) -> dict:
     """Raw train batch -> batch with ``inputs`` float [B * K, 3, T, S, S] (K =
     ``AUG.NUM_SAMPLE`` clips per video, adjacent) and the per-row fields repeated K times."""
-    from ..multi_dataset import expand_raw_batch
-
     k = int(cfg.AUG.NUM_SAMPLE)
     recipes: Dict[Tuple[str, bool], TrainClipRecipe] = {}
     clips = []

@@ -19,15 +19,18 @@ import csv
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .h264 import add_video_stream
+from ..utils.io import atomic_write, atomic_write_text
 from ..utils.parallel import pool_map
 
 __all__ = [
     "AnnotationError", "Prepared", "KINETICS_PATTERN", "convert_kinetics", "convert_mit",
-    "convert_ssv2", "write_prepared", "save_prepared", "drop_missing", "target_size", "resize_video",
+    "convert_ssv2", "write_prepared", "save_prepared", "run_prepare", "drop_missing", "target_size", "resize_video",
     "find_videos", "resize_videos", "ResizeReport", "VIDEO_EXTS",
 ]
 
@@ -309,10 +312,10 @@ def write_prepared(prepared: Prepared, out_dir: str, separator: str = " ") -> Di
     written = {}
     for split in SPLITS:
         path = os.path.join(ann, f"{split}.csv")
-        _atomic_text(path, "".join(f"{p}{separator}{y}\n" for p, y in prepared.splits[split]))
+        atomic_write_text(path, "".join(f"{p}{separator}{y}\n" for p, y in prepared.splits[split]))
         written[split] = path
     written["classnames"] = os.path.join(out_dir, "classnames.json")
-    _atomic_text(written["classnames"], json.dumps(prepared.classnames, indent=1) + "\n")
+    atomic_write_text(written["classnames"], json.dumps(prepared.classnames, indent=1) + "\n")
     return written
 
 
@@ -334,11 +337,17 @@ def save_prepared(prepared: Prepared, out_dir: str, video_root: Optional[str] = 
     return "\n".join(report + prepared.notes)
 
 
-def _atomic_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def run_prepare(convert: Callable[[], Prepared], out_dir: str, video_root: str = "") -> int:
+    """A prepare_* script after parsing its arguments: ``convert()``, write with
+    :func:`save_prepared` and print its report; exit status 0, or 1 with one line on stderr
+    when the official files cannot be read or parsed."""
+    try:
+        prepared = convert()
+    except (AnnotationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(save_prepared(prepared, out_dir, video_root or None))
+    return 0
 
 
 # ------------------------------------------------------------------------------------
@@ -402,8 +411,8 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
     ext = os.path.splitext(dst)[1].lower()
     if ext not in _ENCODERS:
         raise ValueError(f"{dst}: unsupported output extension {ext!r}; use one of {sorted(_ENCODERS)}")
-    tmp = f"{dst}.tmp{os.getpid()}{ext}"
-    try:
+
+    def write(tmp: str) -> str:
         with av.open(src) as inp:
             if not inp.streams.video:
                 raise ValueError(f"{src}: no video stream")
@@ -412,15 +421,12 @@ def resize_video(src: str, dst: str, short_side: int = 320, crf: int = 23,
             w, h = vin.codec_context.width, vin.codec_context.height
             if min(w, h) <= short_side and not upscale:
                 shutil.copyfile(src, tmp)
-                os.replace(tmp, dst)
                 return "copied"
             _transcode(inp, vin, tmp, ext, target_size(w, h, short_side), crf, keyint,
                        fast_decode)
-        os.replace(tmp, dst)
         return "resized"
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    return atomic_write(dst, write, suffix=ext)
 
 
 def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
@@ -432,9 +438,8 @@ def _transcode(inp, vin, path: str, ext: str, size: Tuple[int, int], crf: int,
     rate = vin.average_rate or vin.guessed_rate or Fraction(30)
     time_base = vin.time_base or (1 / Fraction(rate))
     with av.open(path, mode="w", format=fmt) as out:
-        vout = out.add_stream(codec, rate=rate)
-        vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.options = encoder_options(codec, crf, keyint, fast_decode)
+        vout = add_video_stream(out, codec, rate, size[0], size[1],
+                                encoder_options(codec, crf, keyint, fast_decode))
         # The source's time base keeps every timestamp exact (variable frame rates too).
         vout.codec_context.time_base = time_base
         last = None

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-from .annotations import AnnotationLineError, parse_annotation_line
+from ..data.annotations import AnnotationLineError, parse_annotation_line
 
 from ..utils.parallel import pool_map
 
@@ -103,7 +103,7 @@ def probe_video(path: str, backend: str = "decord") -> VideoInfo:
     """Open ``path`` with the datasets' decoder, read its metadata and decode its first
     and last frame (the decoder also compares the header's frame count with the frames
     present, which catches truncated copies)."""
-    from multitrain.data.decoder import VideoDecodeError, open_video
+    from ..decoding.decoder import VideoDecodeError, open_video
 
     if not os.path.isfile(path):
         return VideoInfo(path, False, "missing")

@@ -35,11 +35,13 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from .h264 import write_h264
+from ..utils.io import atomic_write, atomic_write_text
 from ..utils.parallel import pool_map
 
 __all__ = [
     "COLOURS", "MOTIONS", "DATASETS", "SPLITS", "VideoSpec", "SyntheticDataset",
-    "class_relations", "render_video", "rgb_to_yuv420p", "encode_video", "make_synthetic_corpus",
+    "class_relations", "render_video", "encode_video", "make_synthetic_corpus",
     "read_corpus_summary", "COMPLETE_MARKER", "CORPUS_FORMAT",
 ]
 
@@ -280,57 +282,21 @@ def render_video(spec: VideoSpec) -> Iterator[np.ndarray]:
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
-    """RGB ``[H, W, 3]`` uint8 (H, W even) -> yuv420p planes stacked ``[H * 3 // 2, W]``.
-
-    BT.601 limited range (what decoders assume for untagged H.264), in exact integer
-    arithmetic: chroma is the rounded mean of each 2x2 block. Done here rather than by
-    ffmpeg's scaler, whose result depends on its thread count and SIMD unit, so a
-    video's bytes depend only on its frames.
-    """
-    h, w = frame.shape[:2]
-    f = frame.astype(np.int32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
-    q = f.reshape(h // 2, 2, w // 2, 2, 3).sum((1, 3))  # 2x2 sums
-    r, g, b = q[..., 0], q[..., 1], q[..., 2]
-    u = ((-38 * r - 74 * g + 112 * b + 512) >> 10) + 128
-    v = ((112 * r - 94 * g - 18 * b + 512) >> 10) + 128
-    # PyAV's layout: the three planes flattened one after the other.
-    planes = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
-    return planes.astype(np.uint8).reshape(h * 3 // 2, w)
-
-
 def encode_video(path: str, frames: Iterator[np.ndarray], fps: Union[int, Fraction],
-                 width: int, height: int, crf: int = 25, preset: str = "veryfast") -> int:
+                 crf: int = 25, preset: str = "veryfast") -> int:
     """Encode RGB frames ``[H, W, 3]`` uint8 as H.264 (libx264, yuv420p) in ``path``.
 
     Returns the number of frames written. The bytes are a function of the frames and
-    arguments, on every run: the colour conversion is :func:`rgb_to_yuv420p`; libx264
+    arguments, on every run: the colour conversion is
+    :func:`multitrain.preparation.h264.rgb_to_yuv420p`; libx264
     runs one thread (its output depends on the thread count; corpus generation runs one
     process per core instead) and without macroblock-tree rate control, whose SIMD code
     made repeated encodes of the same frames differ (measured: 2-3 of 8 on an AVX-512
     CPU). crf 25 without it gives about the file size of crf 23 with it.
     """
-    import av  # local: only the writer needs PyAV
-
-    if width % 2 or height % 2:
-        raise ValueError(f"{path}: yuv420p needs an even width and height, got {width}x{height}")
-    count = 0
-    with av.open(path, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset, "threads": "1",
-                          "x264-params": "mbtree=0"}
-        stream.codec_context.thread_count = 1
-        for frame in frames:
-            vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
-            vf.pts = count
-            vf.time_base = Fraction(1) / Fraction(fps)
-            container.mux(stream.encode(vf))
-            count += 1
-        container.mux(stream.encode(None))
-    return count
+    options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
+    return write_h264(path, frames, fps, options, exact_yuv=True, threads=1,
+                      container_format="mp4")
 
 
 # ------------------------------------------------------------------------------------
@@ -382,22 +348,9 @@ def _make_one(task: Tuple[str, VideoSpec]) -> Tuple[str, int]:
     """Render and encode one video atomically (temp file then rename)."""
     path, spec = task
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.mp4"
-    try:
-        n = encode_video(tmp, render_video(spec), spec.fps, spec.width, spec.height)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    n = atomic_write(path, lambda tmp: encode_video(tmp, render_video(spec), spec.fps),
+                       suffix=".mp4")
     return path, n
-
-
-def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _run_tasks(tasks: List[Tuple[str, VideoSpec]], num_workers: int, progress: bool) -> None:
@@ -443,20 +396,20 @@ def make_synthetic_corpus(root: str, videos_per_class: Union[None, int, Mapping[
         for si, split in enumerate(SPLITS):
             plan = _plan_split(di, ds, si, split, counts[split], seed, short_side)
             lines = "".join(f"{rel} {label}\n" for rel, label, _ in plan)
-            _write_atomic(os.path.join(base, ANNOTATION_DIR, f"{split}.csv"), lines)
+            atomic_write_text(os.path.join(base, ANNOTATION_DIR, f"{split}.csv"), lines)
             summary["datasets"][ds.key]["videos"][split] = len(plan)
             for rel, label, spec in plan:
                 tasks.append((os.path.join(base, VIDEO_DIR, rel), spec))
                 manifest.append({"dataset": ds.key, "split": split, "path": rel,
                                  "label": label, **asdict(spec)})
-        _write_atomic(os.path.join(base, "classnames.json"), json.dumps(ds.classnames, indent=1))
-    _write_atomic(os.path.join(root, "relations.json"), json.dumps(class_relations(), indent=1))
-    _write_atomic(os.path.join(root, "manifest.json"), json.dumps(manifest))
+        atomic_write_text(os.path.join(base, "classnames.json"), json.dumps(ds.classnames, indent=1))
+    atomic_write_text(os.path.join(root, "relations.json"), json.dumps(class_relations(), indent=1))
+    atomic_write_text(os.path.join(root, "manifest.json"), json.dumps(manifest))
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     _run_tasks(tasks, workers, progress)
     summary["num_videos"] = len(tasks)
     summary["seconds"] = round(time.time() - t0, 2)
-    _write_atomic(marker, json.dumps(summary, indent=1))
+    atomic_write_text(marker, json.dumps(summary, indent=1))
     return summary
 
 
