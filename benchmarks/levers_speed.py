@@ -24,10 +24,9 @@ import time
 import torch
 
 from multitrain.config import get_cfg, merge
-from multitrain.engine.device_levers import apply_device_levers
-from multitrain.engine.optim import build_optimizer
-from multitrain.models import build_loss, build_model
 from multitrain.models.conformance import find_config
+
+from .model_benchmark import build_train_step
 
 DEFAULT_CFG = "MVITV2_FULL_B_32x3_CONV_k400+mit+ssv2_docker.yaml"
 LEVERS = {"plain": {}, "channels_last": {"MODEL.POOL_CHANNELS_LAST": True},
@@ -45,37 +44,11 @@ def lever_cfg(base: str, frames: int, crop: int, settings: dict, extra=()):
     return cfg
 
 
-def random_targets(cfg, batch: int, dev):
-    """One-hot labels and masks of the multi-head model: sample i belongs to dataset i mod n."""
-    names = list(cfg.MODEL.MULTI_DATASETS) if cfg.MODEL.USE_MULTI_HEAD else [cfg.TRAIN.DATASET]
-    classes = list(cfg.MODEL.MULTI_NUM_CLASSES) if cfg.MODEL.USE_MULTI_HEAD else [cfg.MODEL.NUM_CLASSES]
-    owner = torch.arange(batch, device=dev) % len(names)
-    labels = {d: torch.eye(k, device=dev)[torch.randint(0, k, (batch,), device=dev)]
-              for d, k in zip(names, classes)}
-    masks = {d: (owner == j).float() for j, d in enumerate(names)}
-    if not cfg.MODEL.USE_MULTI_HEAD:
-        return labels[names[0]], None
-    return labels, masks
-
-
 def measure(cfg, batch: int, iters: int, warmup: int, device: str = "cuda") -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     torch.manual_seed(0)
-    model = apply_device_levers(build_model(cfg).to(dev).train(), cfg, dev)
-    criterion = build_loss(cfg, model).to(dev)
-    optimizer = build_optimizer(model, cfg)
-    x = torch.randn(batch, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE,
-                    cfg.DATA.TRAIN_CROP_SIZE, device=dev)
-    labels, masks = random_targets(cfg, batch, dev)
-
-    def step():
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
-            loss = sum(criterion(model(x), labels, masks).values())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    step = build_train_step(cfg, batch, device, "bf16", with_optimizer=True)
 
     t0 = time.perf_counter()
     for _ in range(warmup):
@@ -93,7 +66,7 @@ def measure(cfg, batch: int, iters: int, warmup: int, device: str = "cuda") -> d
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t0) / iters
     peak = torch.cuda.max_memory_allocated() - base if cuda else 0  # not measured on the CPU
-    step = model = criterion = optimizer = x = None  # free the memory before empty_cache
+    step = None  # free the model, optimizer and clips before empty_cache
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()

@@ -38,17 +38,21 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build_train_step(cfg, batch: int, device: str,
-                     amp_dtype: Optional[str]) -> Callable[[], None]:
+def build_train_step(cfg, batch: int, device: str, amp_dtype: Optional[str],
+                     with_optimizer: bool = False) -> Callable[[], None]:
     """The measured step of ``cfg``'s model on random clips and labels: forward in train
     mode under autocast (``amp_dtype`` "bf16" / "fp16" / None), the real criterion,
-    backward, then a device synchronisation. Sets cudnn.benchmark as training does."""
+    backward (then the trainer's optimizer step if ``with_optimizer``), then a device
+    synchronisation. Sets cudnn.benchmark and applies the device options as training does."""
+    from multitrain.engine.device_levers import apply_device_levers
+    from multitrain.engine.optim import build_optimizer
     from multitrain.models import build_loss, build_model
 
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)  # as the training processes
     dev = torch.device(device)
-    model = build_model(cfg).to(dev).train()
+    model = apply_device_levers(build_model(cfg).to(dev).train(), cfg, dev)
     criterion = build_loss(cfg, model).to(dev)
+    optimizer = build_optimizer(model, cfg) if with_optimizer else None
     x = torch.randn(batch, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES,
                     cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE, device=dev)
     labels, masks = _labels(cfg, batch, dev)
@@ -59,6 +63,8 @@ def build_train_step(cfg, batch: int, device: str,
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             out = model(x)
         sum(criterion(out, labels, masks).values()).backward()
+        if optimizer is not None:
+            optimizer.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
