@@ -146,6 +146,9 @@ class Trainer:
             return last_val
         finally:
             self.writer.close()
+            if self._sample_log is not None:
+                self._sample_log.close()
+                self._sample_log = None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
