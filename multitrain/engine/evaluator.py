@@ -54,16 +54,18 @@ def validate(model, loader, cfg, device) -> Dict[str, float]:
     for name in meter.counts:
         if is_multi_label(cfg, name):
             k = head_classes(cfg, name)
-            probs, labels = (_gather_rows([p[i] for p in kept.get(name, [])], k, cfg) for i in (0, 1))
+            probs, labels = (_gather_rows([p[i] for p in kept.get(name, [])], torch.zeros(0, k), cfg)
+                             for i in (0, 1))
             if probs.shape[0]:
                 stats[f"{name}_mAP"] = mean_average_precision(probs, labels)
     logger.info("validation: %s", {k: round(v, 2) for k, v in stats.items()})
     return stats
 
 
-def _gather_rows(parts, width: int, cfg) -> torch.Tensor:
-    """Concatenate this rank's [n_i, width] parts, then those of all ranks (rank order)."""
-    rows = torch.cat(parts) if parts else torch.zeros(0, width)
+def _gather_rows(parts, empty: torch.Tensor, cfg) -> torch.Tensor:
+    """Concatenate this rank's parts (`empty` when it has none), then those of all ranks
+    (rank order)."""
+    rows = torch.cat(parts) if parts else empty
     if du.get_world_size() > 1:  # every rank takes part, with or without rows
         rows = du.all_gather(rows.to(du.current_device(cfg))).cpu()
     return rows
@@ -142,10 +144,7 @@ def multi_view_test(model, loader, cfg, device) -> Dict[str, float]:
         parts["view"].append(batch["view_index"].cpu())
     # Shards are unpadded and may differ by a batch: gather once, after the loop.
     empty = {"probs": torch.zeros(0, num_classes), "video": torch.zeros(0), "view": torch.zeros(0)}
-    probs, video_idx, view_idx = (torch.cat(v) if v else empty[k] for k, v in parts.items())
-    if du.get_world_size() > 1:
-        probs, video_idx, view_idx = (du.all_gather(t.to(du.current_device(cfg))).cpu()
-                                      for t in (probs, video_idx, view_idx))
+    probs, video_idx, view_idx = (_gather_rows(v, empty[k], cfg) for k, v in parts.items())
     meter.update(probs, video_idx.long(), view_idx.long())
     if own_labels:
         meter.set_labels(_multi_hot(dataset.video_labels(), dataset.num_classes))
